@@ -1,0 +1,185 @@
+"""The server's command-line flags and their ``MOSEC_*`` environment variables.
+
+Every flag can also be set as ``MOSEC_<NAME>`` (``--max-request-size`` is
+``MOSEC_MAX_REQUEST_SIZE``). A flag on the command line beats the variable, which beats the
+default. The defaults are read from the engine (``mosec._engine.default_config()``) so that each
+one is written once, in Rust. Unknown arguments are left for the user's own parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mosec import _engine
+from mosec.log import level_number
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(text: str) -> bool:
+    """Read a boolean written as a word.
+
+    Args:
+        text: one of ``true/1/yes/on`` or ``false/0/no/off`` (any case).
+
+    Raises:
+        ValueError: for any other word.
+    """
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"expected one of true/false/1/0/yes/no/on/off, got {text!r}")
+
+
+def _log_level(text: str) -> str:
+    level_number(text)  # raises ValueError for an unknown word
+    return text.lower()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"must be a port number (0-65535), got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"must be zero or a positive integer, got {text!r}")
+    return value
+
+
+# Give argparse's error messages a readable type name instead of "_positive_int".
+for _func, _name in (
+    (parse_bool, "boolean"),
+    (_log_level, "log level"),
+    (_positive_int, "positive integer"),
+    (_port, "port"),
+    (_non_negative_int, "non-negative integer"),
+):
+    _func.__name__ = _name
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """One flag: its name, the engine config key holding its default, its parser and help."""
+
+    name: str
+    config_key: str | None
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return "MOSEC_" + self.dest.upper()
+
+
+_FLAGS = (
+    _Flag("path", None, str, "directory for the worker sockets (default: a new temporary one)"),
+    _Flag("capacity", "capacity", _positive_int, "most requests in flight; one more gets 429"),
+    _Flag("timeout", "timeout_ms", _positive_int, "request deadline in milliseconds (408)"),
+    _Flag("wait", "wait_ms", _non_negative_int, "default batch max_wait_time in milliseconds"),
+    _Flag("address", "address", str, "address the HTTP server binds"),
+    _Flag("port", "port", _port, "port the HTTP server binds"),
+    _Flag("namespace", "namespace", str, "prefix of the Prometheus metric names"),
+    _Flag("log-level", "log_level", _log_level, "debug, info, warning or error"),
+    _Flag("max-request-size", "max_request_size", _positive_int, "largest body in bytes (413)"),
+)
+
+
+def default_config() -> dict[str, Any]:
+    """The engine's configuration with every default, as a dict."""
+    config: dict[str, Any] = json.loads(_engine.default_config())
+    return config
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """Build the flag parser whose defaults already include the environment.
+
+    Args:
+        environ: the variables to read (``os.environ`` when omitted).
+
+    Returns:
+        The parser. A ``MOSEC_*`` variable with a bad value makes it exit with a usage error.
+    """
+    environ = os.environ if environ is None else environ
+    defaults = default_config()
+    parser = argparse.ArgumentParser(
+        description="mosec model server",
+        # Abbreviations would let "--po" or a user's "--path-to-model" be taken as ours.
+        allow_abbrev=False,
+    )
+    for flag in _FLAGS:
+        default = defaults[flag.config_key] if flag.config_key else None
+        parser.add_argument(
+            f"--{flag.name}",
+            dest=flag.dest,
+            type=flag.parse,
+            default=_from_env(parser, flag.env, flag.parse, environ, default),
+            help=f"{flag.help} [env {flag.env}]",
+        )
+    parser.add_argument(
+        "--debug",
+        dest="debug",
+        nargs="?",
+        const=True,
+        type=parse_bool,
+        default=_from_env(parser, "MOSEC_DEBUG", parse_bool, environ, False),
+        help="debug logs in readable text (same as --log-level debug) [env MOSEC_DEBUG]",
+    )
+    return parser
+
+
+def _from_env(
+    parser: argparse.ArgumentParser,
+    name: str,
+    parse: Callable[[str], Any],
+    environ: Mapping[str, str],
+    default: Any,
+) -> Any:
+    text = environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        return parse(text)
+    except ValueError as err:
+        parser.error(f"environment variable {name}={text!r}: {err}")
+
+
+def parse_arguments(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[argparse.Namespace, list[str]]:
+    """Parse the server's flags, leaving the rest for the user.
+
+    Args:
+        argv: the arguments (``sys.argv[1:]`` when omitted).
+        environ: the variables to read (``os.environ`` when omitted).
+
+    Returns:
+        The parsed flags (with ``log_level`` forced to ``debug`` by ``--debug``) and the
+        arguments that are not ours.
+    """
+    args, rest = build_parser(environ).parse_known_args(argv)
+    if args.debug:
+        args.log_level = "debug"
+    return args, rest

@@ -1,0 +1,285 @@
+"""The main loop of a worker process: warm up, connect, then answer batches until the engine goes.
+
+A worker process:
+
+1. sets the stage's environment and the class attributes ``_worker_id``, ``_stage`` and
+   ``_max_batch_size`` (so the user's ``__init__`` sees them), then builds the worker;
+2. warms up (see below) and only then connects to the engine and sends HELLO, so the server is
+   not ready (``GET /`` 503) while a model is still loading;
+3. loops: receive a BATCH, decode each item (``deserialize`` on an item flagged INGRESS,
+   ``deserialize_ipc`` otherwise), run ``forward`` on the items that decoded, encode each result
+   (``serialize`` when flagged EGRESS, ``serialize_ipc`` otherwise) and send the RESULT with a
+   status per item;
+4. exits with 0 when the engine closes the socket or on SIGTERM (after the batch in hand).
+   SIGINT is ignored: on Ctrl-C the server process drains the requests first, then stops us.
+
+Warm-up rule: with ``example`` set, ``forward`` runs once on it (on ``[example] * max_batch_size``
+when batching, the largest batch the worker will see). Otherwise with ``multi_examples`` set,
+``forward`` runs on each example (on consecutive chunks of at most ``max_batch_size`` examples when
+batching). A warm-up that raises stops the process with exit code 1, which the server reports.
+
+Errors: a ``MosecError`` gives its own status and the body ``"<msg>: <text>"``; any other exception
+gives 500 with the body ``"inference internal error"`` and its traceback in the log. Decoding and
+encoding errors hit only their item; an error from ``forward`` hits every item it was given; a
+batched ``forward`` that does not return a list of the same length is a 500 for the whole batch.
+
+``forward`` has its own timeout (the stage's ``timeout`` in seconds; 0 means none), enforced with
+``SIGALRM``: a forward still running then is interrupted with ``MosecTimeoutError`` (408). Code
+that sits inside a long C call without returning to Python is interrupted when the call returns.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mosec import log
+from mosec.errors import (
+    INTERNAL_ERROR_BODY,
+    ClientError,
+    MosecError,
+    MosecTimeoutError,
+    ValidationError,
+    error_response,
+)
+from mosec.protocol import FLAG_EGRESS, FLAG_INGRESS, STATUS_OK, Received, Reply, WorkerLink
+from mosec.worker import Worker
+
+logger = log.get_logger("coordinator")
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs; it crosses the process boundary by pickle."""
+
+    worker: type[Worker]
+    stage_index: int
+    stage_label: str
+    worker_id: int
+    max_batch_size: int
+    timeout_s: float
+    socket_path: str
+    env: dict[str, str] | None
+    log_level: str
+    log_json: bool
+
+    @property
+    def name(self) -> str:
+        """``<WorkerClass|id>``, used in log lines."""
+        return f"<{self.worker.__name__}|{self.worker_id}>"
+
+
+class _Stop:
+    """What SIGTERM should do: exit at once while idle, or after the batch in hand."""
+
+    busy = False
+    requested = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.busy:
+            self.requested = True
+        else:
+            raise SystemExit(0)
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise MosecTimeoutError("forward exceeded its timeout")
+
+
+def main(spec: WorkerSpec, connected: Any = None) -> None:
+    """Run one worker process until the engine closes the link.
+
+    Args:
+        spec: the stage, the worker class and the socket to connect to.
+        connected: the write end of a pipe to the server; one message on it once HELLO is sent
+            tells the supervisor that this worker has started.
+    """
+    log.configure(spec.log_level, spec.log_json)
+    stop = _Stop()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop.handle)
+    if spec.env:
+        os.environ.update(spec.env)
+    worker = _build(spec)
+    try:
+        link = WorkerLink.connect(spec.socket_path)
+    except OSError as err:
+        logger.error("%s cannot connect to the engine at %s: %s", spec.name, spec.socket_path, err)
+        sys.exit(1)
+    try:
+        link.send_hello(spec.stage_index, spec.worker_id, os.getpid())
+        if connected is not None:
+            connected.send_bytes(b"1")
+            connected.close()
+        logger.debug("%s connected", spec.name)
+        Loop(worker, spec, stop).run(link)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the engine went away: nothing left to answer
+    finally:
+        link.close()
+    logger.debug("%s stopped", spec.name)
+
+
+def _build(spec: WorkerSpec) -> Worker:
+    """Create and warm up the worker; exit the process with 1 if either fails."""
+    cls = spec.worker
+    cls._worker_id = spec.worker_id
+    cls._stage = spec.stage_label
+    cls._max_batch_size = spec.max_batch_size
+    try:
+        worker = cls()
+        warm_up(worker, spec.max_batch_size)
+    except Exception:
+        logger.exception("%s failed to start", spec.name)
+        sys.exit(1)
+    return worker
+
+
+def warm_up(worker: Worker, max_batch_size: int) -> None:
+    """Run ``forward`` on the worker's examples as the module docstring describes."""
+    batched = max_batch_size > 1
+    if worker.example is not None:
+        worker.forward([worker.example] * max_batch_size if batched else worker.example)
+    elif worker.multi_examples:
+        examples = list(worker.multi_examples)
+        if batched:
+            for start in range(0, len(examples), max_batch_size):
+                worker.forward(examples[start : start + max_batch_size])
+        else:
+            for example in examples:
+                worker.forward(example)
+
+
+class Loop:
+    """Answers batches for one worker instance."""
+
+    def __init__(self, worker: Worker, spec: WorkerSpec, stop: _Stop) -> None:
+        """Prepare the loop.
+
+        Args:
+            worker: the warmed-up worker.
+            spec: the process's description (batching, timeout, name).
+            stop: the SIGTERM state shared with the signal handler.
+        """
+        self.worker = worker
+        self.batched = spec.max_batch_size > 1
+        self.timeout_s = spec.timeout_s
+        self.name = spec.name
+        self.stop = stop
+        if self.timeout_s > 0:
+            signal.signal(signal.SIGALRM, _on_alarm)
+
+    def run(self, link: WorkerLink) -> None:
+        """Receive, handle and answer batches until EOF or a requested stop."""
+        stop = self.stop
+        while True:
+            batch = link.recv_batch()
+            if batch is None:
+                return
+            stop.busy = True
+            replies = self.handle(batch)
+            link.send_result(replies)
+            stop.busy = False
+            if stop.requested:
+                return
+
+    def handle(self, batch: Sequence[Received]) -> list[Reply]:
+        """Turn one BATCH into the items of its RESULT."""
+        replies: list[Reply] = [(task_id, STATUS_OK, b"") for task_id, _, _ in batch]
+        positions: list[int] = []
+        inputs: list[Any] = []
+        worker = self.worker
+        for index, (task_id, flags, payload) in enumerate(batch):
+            try:
+                if flags & FLAG_INGRESS:
+                    data = worker.deserialize(payload)
+                else:
+                    data = worker.deserialize_ipc(payload)
+            except (Exception, MosecTimeoutError) as err:
+                replies[index] = (task_id, *self._failure(err, "decoding"))
+                continue
+            positions.append(index)
+            inputs.append(data)
+        if not inputs:
+            return replies
+        if self.batched:
+            outputs = self._forward_batch(inputs, replies, positions)
+        else:
+            outputs = [
+                self._forward_one(item, replies, index) for item, index in zip(inputs, positions)
+            ]
+        for index, output in zip(positions, outputs):
+            if output is _FAILED:
+                continue
+            task_id, flags, _ = batch[index]
+            try:
+                if flags & FLAG_EGRESS:
+                    encoded = worker.serialize(output)
+                else:
+                    encoded = worker.serialize_ipc(output)
+                if not isinstance(encoded, bytes):
+                    encoded = bytes(encoded)
+            except (Exception, MosecTimeoutError) as err:
+                replies[index] = (task_id, *self._failure(err, "encoding"))
+                continue
+            replies[index] = (task_id, STATUS_OK, encoded)
+        return replies
+
+    def _forward_one(self, data: Any, replies: list[Reply], index: int) -> Any:
+        try:
+            return self._call_forward(data)
+        except (Exception, MosecTimeoutError) as err:
+            replies[index] = (replies[index][0], *self._failure(err, "forward"))
+            return _FAILED
+
+    def _forward_batch(self, inputs: list[Any], replies: list[Reply], positions: list[int]) -> Any:
+        failure: tuple[int, bytes] | None = None
+        try:
+            outputs = self._call_forward(inputs)
+        except (Exception, MosecTimeoutError) as err:
+            failure = self._failure(err, "forward")
+        else:
+            if isinstance(outputs, (list, tuple)) and len(outputs) == len(inputs):
+                return outputs
+            got = f"{len(outputs)} items" if isinstance(outputs, (list, tuple)) else type(outputs)
+            logger.error(
+                "%s forward got a batch of %d and must return a list of %d, returned %s",
+                self.name,
+                len(inputs),
+                len(inputs),
+                got,
+            )
+            failure = (500, INTERNAL_ERROR_BODY.encode())
+        for index in positions:
+            replies[index] = (replies[index][0], *failure)
+        return [_FAILED] * len(inputs)
+
+    def _call_forward(self, data: Any) -> Any:
+        if self.timeout_s <= 0:
+            return self.worker.forward(data)
+        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        try:
+            return self.worker.forward(data)
+        finally:
+            # Cancelled in ``finally`` so that no alarm outlives its forward; one that fires
+            # right here still lands in the caller's ``except`` as a timeout.
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _failure(self, err: BaseException, step: str) -> tuple[int, bytes]:
+        """Log an error from user code and give the status and body for the client."""
+        if isinstance(err, (ClientError, ValidationError)):
+            logger.debug("%s %s rejected a request: %s", self.name, step, err)
+        elif isinstance(err, MosecTimeoutError):
+            logger.warning("%s %s timed out after %ss", self.name, step, self.timeout_s)
+        elif isinstance(err, MosecError):
+            logger.error("%s %s failed: %s", self.name, step, err, exc_info=err)
+        else:
+            logger.error("%s %s raised %s", self.name, step, type(err).__name__, exc_info=err)
+        return error_response(err)
+
+
+_FAILED: Any = object()

@@ -1,0 +1,84 @@
+"""Errors a worker raises to choose the HTTP status of a request.
+
+Raise one of these from ``deserialize``, ``forward`` or ``serialize``. The client gets the class's
+status code and a short text body ``"<msg>: <the exception's text>"``. Any other exception becomes a
+500 whose body is exactly ``"inference internal error"``; its traceback goes to the log only.
+"""
+
+from __future__ import annotations
+
+
+class MosecError(Exception):
+    """Base class of the errors that map to an HTTP status.
+
+    Attributes:
+        code: the HTTP status code sent to the client.
+        msg: the fixed prefix of the response body.
+    """
+
+    code: int = 500
+    msg: str = "mosec error"
+
+
+class ClientError(MosecError):
+    """The request is wrong (400)."""
+
+    code = 400
+    msg = "bad request"
+
+
+class DecodingError(ClientError):
+    """The request body cannot be decoded (400)."""
+
+    code = 400
+    msg = "request decoding error"
+
+
+class ServerError(MosecError):
+    """The service failed while handling a valid request (500)."""
+
+    code = 500
+    msg = "inference internal error"
+
+
+class EncodingError(ServerError):
+    """The result cannot be encoded into a response body (500)."""
+
+    code = 500
+    msg = "response encoding error"
+
+
+class ValidationError(MosecError):
+    """The request decodes but its content is not acceptable (422)."""
+
+    code = 422
+    msg = "request validation error"
+
+
+class MosecTimeoutError(BaseException):
+    """``forward`` ran past the worker's own timeout (408).
+
+    It derives from ``BaseException`` so that a broad ``except Exception`` in user code cannot
+    swallow it and keep a stuck forward running.
+    """
+
+    code = 408
+    msg = "mosec timeout error"
+
+
+#: The body of a 500 caused by an exception that is not a ``MosecError``.
+INTERNAL_ERROR_BODY = "inference internal error"
+
+
+def error_response(err: BaseException) -> tuple[int, bytes]:
+    """Map an exception raised by worker code to an HTTP status and a text body.
+
+    Args:
+        err: the exception.
+
+    Returns:
+        The status code and the UTF-8 body for the client.
+    """
+    if isinstance(err, (MosecError, MosecTimeoutError)):
+        return err.code, f"{err.msg}: {err}".encode()
+    return 500, INTERNAL_ERROR_BODY.encode()

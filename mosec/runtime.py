@@ -1,0 +1,77 @@
+"""A stage of a pipeline: a worker class and how many processes of it to run."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+from mosec.worker import Worker
+
+_START_METHODS = ("spawn", "fork", "forkserver")
+
+
+class Runtime:
+    """Describes one stage: the worker class, its process count and its batching.
+
+    Pass lists of runtimes to :meth:`mosec.Server.register_runtime` to build routes; a runtime
+    that appears in several routes is one shared stage (one pool of processes).
+    """
+
+    def __init__(
+        self,
+        worker: type[Worker],
+        num: int = 1,
+        max_batch_size: int = 1,
+        max_wait_time: int = 10,
+        timeout: int = 3,
+        start_method: str = "spawn",
+        env: list[dict[str, str]] | None = None,
+    ) -> None:
+        """Describe a stage.
+
+        Args:
+            worker: the :class:`Worker` subclass (importable, the processes build it).
+            num: how many processes run this stage.
+            max_batch_size: the largest batch given to ``forward``; 1 means no batching.
+            max_wait_time: milliseconds a batch waits for more items after its first one;
+                0 means the server's ``--wait``.
+            timeout: seconds one ``forward`` call may take before it is stopped with 408;
+                0 means the server's ``--timeout``.
+            start_method: ``spawn``, ``fork`` or ``forkserver``.
+            env: one dict of environment variables per process (``len(env) == num``).
+
+        Raises:
+            TypeError: when ``worker`` is not a Worker subclass.
+            ValueError: when a number is out of range or ``env`` does not have ``num`` dicts.
+        """
+        if not (isinstance(worker, type) and issubclass(worker, Worker)):
+            raise TypeError(f"worker must be a subclass of mosec.Worker, got {worker!r}")
+        if num < 1:
+            raise ValueError(f"num must be >= 1, got {num}")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_wait_time < 0 or timeout < 0:
+            raise ValueError("max_wait_time and timeout must be >= 0")
+        if start_method not in _START_METHODS:
+            raise ValueError(f"start_method must be one of {_START_METHODS}, got {start_method!r}")
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise ValueError(f"start_method {start_method!r} is not available on this platform")
+        if env is not None and (len(env) != num or not all(isinstance(item, dict) for item in env)):
+            raise ValueError(f"env must be a list of {num} dicts, one per process")
+        self.worker = worker
+        self.num = num
+        self.max_batch_size = max_batch_size
+        self.max_wait_time = max_wait_time
+        self.timeout = timeout
+        self.start_method = start_method
+        self.env = env
+
+    @property
+    def name(self) -> str:
+        """The stage's name: the worker class's name."""
+        return self.worker.__name__
+
+    def __repr__(self) -> str:
+        return (
+            f"Runtime({self.name}, num={self.num}, max_batch_size={self.max_batch_size}, "
+            f"max_wait_time={self.max_wait_time}, timeout={self.timeout})"
+        )

@@ -1,0 +1,206 @@
+"""The user's entry point: describe the pipelines, then run the server.
+
+``Server.run()`` parses the flags, starts the Rust engine (HTTP and the worker socket) and then the
+worker processes, and supervises them until a signal, a daemon's exit or a stage that cannot keep a
+worker alive ends the server; see :mod:`mosec.supervisor`.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any, Union
+
+from mosec import _engine, log
+from mosec.args import parse_arguments
+from mosec.daemon import Daemon
+from mosec.runtime import Runtime
+from mosec.supervisor import StagePlan, Supervisor
+from mosec.worker import STAGE_EGRESS, STAGE_INGRESS, Worker
+
+logger = log.get_logger("server")
+
+DEFAULT_ROUTE = "/inference"
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+_MAX_SOCKET_PATH = 107
+
+
+class Server:
+    """A model server: routes of worker stages behind the Rust engine.
+
+    Example::
+
+        server = Server()
+        server.append_worker(Preprocess, num=2)
+        server.append_worker(Inference, max_batch_size=16)
+        server.run()
+    """
+
+    def __init__(self) -> None:
+        """Create an empty server; add workers before :meth:`run`."""
+        self._routes: dict[str, list[Runtime]] = {}
+        self._daemons: list[Daemon] = []
+
+    def append_worker(
+        self,
+        worker: type[Worker],
+        num: int = 1,
+        max_batch_size: int = 1,
+        max_wait_time: int = 0,
+        start_method: str = "spawn",
+        env: Union[None, list[dict[str, str]]] = None,
+        timeout: int = 0,
+        route: str = DEFAULT_ROUTE,
+    ) -> None:
+        """Add a stage at the end of a route's pipeline.
+
+        Args:
+            worker: the :class:`Worker` subclass.
+            num: how many processes run this stage.
+            max_batch_size: the largest batch given to ``forward``; 1 means no batching.
+            max_wait_time: milliseconds a batch waits for more items; 0 means ``--wait``.
+            start_method: ``spawn``, ``fork`` or ``forkserver``.
+            env: one dict of environment variables per process.
+            timeout: seconds one ``forward`` may take (408 past it); 0 means ``--timeout``.
+            route: the POST path this stage belongs to.
+        """
+        runtime = Runtime(worker, num, max_batch_size, max_wait_time, timeout, start_method, env)
+        self._routes.setdefault(route, []).append(runtime)
+
+    def register_runtime(self, routes: dict[str, list[Runtime]]) -> None:
+        """Add routes, each with its pipeline of runtimes.
+
+        A :class:`Runtime` object used in several routes is one shared stage.
+
+        Args:
+            routes: ``{path: [runtime, ...]}``.
+
+        Raises:
+            ValueError: when a route is empty or already registered.
+        """
+        for path, runtimes in routes.items():
+            if path in self._routes:
+                raise ValueError(f"route {path!r} is already registered")
+            if not runtimes or not all(isinstance(r, Runtime) for r in runtimes):
+                raise ValueError(f"route {path!r} needs a non-empty list of Runtime")
+            self._routes[path] = list(runtimes)
+
+    def register_daemon(
+        self, name: str, proc: Union[subprocess.Popen[Any], multiprocessing.Process]
+    ) -> None:
+        """Watch a helper process: when it exits, the server drains and exits non-zero.
+
+        The daemon is stopped (SIGTERM, then SIGKILL) when the server stops.
+
+        Args:
+            name: the name used in log lines.
+            proc: a started ``subprocess.Popen`` or ``multiprocessing.Process``.
+        """
+        self._daemons.append(Daemon(name, proc))
+
+    def run(self) -> None:
+        """Parse the flags, start everything and serve until stopped.
+
+        Returns normally after SIGINT/SIGTERM and a drain; exits the process with a non-zero code
+        when the server cannot start, a daemon exits, or a stage cannot keep a worker alive.
+        """
+        args, _ = parse_arguments()
+        log.configure(args.log_level, json_lines=args.log_level != "debug")
+        if not self._routes:
+            logger.error("no worker: call append_worker or register_runtime before run")
+            sys.exit(2)
+        # Signals are handled from here on, so a Ctrl-C during start-up still cleans up.
+        supervisor = Supervisor(self._daemons)
+        supervisor.install_signal_handlers()
+        socket_dir, owned = _socket_dir(args.path)
+        code = 1
+        try:
+            code = self._serve(args, supervisor, os.path.join(socket_dir, "engine.sock"))
+        finally:
+            supervisor.restore_signal_handlers()
+            if owned:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+            else:
+                _remove(os.path.join(socket_dir, "engine.sock"))
+        if code:
+            sys.exit(code)
+
+    def _serve(self, args: Any, supervisor: Supervisor, socket_path: str) -> int:
+        if len(socket_path.encode()) > _MAX_SOCKET_PATH:
+            logger.error(
+                "socket path %r is too long for a Unix socket; use a shorter --path", socket_path
+            )
+            return 2
+        stages, routes = _plan(self._routes)
+        config = {
+            "address": args.address,
+            "port": args.port,
+            "namespace": args.namespace,
+            "timeout_ms": args.timeout,
+            "capacity": args.capacity,
+            "max_request_size": args.max_request_size,
+            "wait_ms": args.wait,
+            "log_level": args.log_level,
+            "log_json": args.log_level != "debug",
+            "socket_path": socket_path,
+            "stages": [stage.engine_config(args.wait) for stage in stages],
+            "routes": routes,
+        }
+        try:
+            engine = _engine.Engine(json.dumps(config))
+            engine.start()
+        except (ValueError, OSError) as err:
+            logger.error("cannot start the server on %s:%s: %s", args.address, args.port, err)
+            return 1
+        logger.info(
+            "engine listening on %s:%s",
+            args.address,
+            args.port,
+            extra={"routes": [route["path"] for route in routes]},
+        )
+        return supervisor.run(engine, stages, socket_path, args)
+
+
+def _plan(routes: dict[str, list[Runtime]]) -> tuple[list[StagePlan], list[dict[str, Any]]]:
+    """Number the stages (one per distinct Runtime object) and describe the routes."""
+    index_of: dict[int, int] = {}
+    stages: list[StagePlan] = []
+    route_configs = []
+    for path, runtimes in routes.items():
+        indices = []
+        for position, runtime in enumerate(runtimes):
+            if id(runtime) not in index_of:
+                index_of[id(runtime)] = len(stages)
+                stages.append(StagePlan(len(stages), runtime))
+            stage = stages[index_of[id(runtime)]]
+            if position == 0:
+                stage.labels.add(STAGE_INGRESS)
+            if position == len(runtimes) - 1:
+                stage.labels.add(STAGE_EGRESS)
+            indices.append(stage.index)
+        route_configs.append(
+            {"path": path, "stages": indices, "mime": runtimes[-1].worker.resp_mime_type}
+        )
+    return stages, route_configs
+
+
+def _socket_dir(path: str | None) -> tuple[str, bool]:
+    """The directory for the worker socket, and whether the server made it (and removes it)."""
+    if not path:
+        return tempfile.mkdtemp(prefix="mosec_"), True
+    if os.path.isdir(path):
+        return path, False
+    os.makedirs(path)
+    return path, True
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
