@@ -1,0 +1,33 @@
+PY ?= python3
+
+.PHONY: help install build lint test test-rust test-py demo bench
+
+help: ## show the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+install: ## install system and Python dependencies, build the extension (idempotent)
+	bash scripts/install.sh
+
+build: ## rebuild the extension in place after Rust changes
+	$(PY) -m pip install --no-build-isolation --no-deps -e .
+
+lint: ## rustfmt, clippy, ruff, mypy
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(PY) -m ruff check mosec tests examples benchmarks scripts
+	$(PY) -m ruff format --check mosec tests examples benchmarks scripts
+	$(PY) -m mypy
+
+test-rust: ## Rust unit and integration tests
+	cargo test --workspace
+
+test-py: ## end-to-end pytest on real servers
+	$(PY) -m pytest tests
+
+test: install test-rust test-py ## everything CI runs
+
+demo: install ## run the demo pipeline: start a server, send requests, print answers, stop
+	$(PY) examples/demo.py
+
+bench: install ## benchmark against upstream mosec (see benchmarks/README.md)
+	$(PY) -m benchmarks run

@@ -1,0 +1,172 @@
+//! Per-stage queues and the dynamic batcher.
+//!
+//! Each stage has one multi-consumer queue; every worker link of the stage pulls its own batches
+//! from it. A batch closes when it holds `max_batch_size` items or `max_wait` after its first
+//! item arrived, whichever comes first.
+
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender};
+use bytes::Bytes;
+use tokio::time::{timeout_at, Instant};
+
+use crate::tasks::TaskId;
+
+/// A task waiting in a stage's queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// The task.
+    pub task_id: TaskId,
+    /// `FLAG_INGRESS` / `FLAG_EGRESS` for this stage within the task's route.
+    pub flags: u16,
+    /// The stage's input: the HTTP body or the previous stage's output.
+    pub payload: Bytes,
+}
+
+/// A stage's queue: the sending end shared by HTTP and the links of earlier stages, the
+/// receiving end shared by this stage's links.
+#[derive(Debug, Clone)]
+pub struct StageQueue {
+    /// Where new items go.
+    pub sender: Sender<Queued>,
+    /// Where this stage's links take items from.
+    pub receiver: Receiver<Queued>,
+}
+
+impl Default for StageQueue {
+    fn default() -> Self {
+        // Unbounded: the engine bounds work in flight with its capacity semaphore instead, so a
+        // hop between stages can never block a link.
+        let (sender, receiver) = async_channel::unbounded();
+        Self { sender, receiver }
+    }
+}
+
+impl StageQueue {
+    /// Enqueues an item; the queue only closes at shutdown, when dropping it is right.
+    pub fn push(&self, item: Queued) {
+        let _ = self.sender.try_send(item);
+    }
+}
+
+/// Fills `batch` (which must start empty) with the next batch from `receiver`.
+///
+/// Items are pushed into the caller's vector as they arrive, so if this future is cancelled (the
+/// link noticed its worker died) the caller still holds every item already taken and can put
+/// them back. Returns when the batch is full, its wait has passed, or the queue closed, with
+/// the instant the first item arrived (`None` when the queue closed empty).
+pub async fn collect(
+    receiver: &Receiver<Queued>,
+    batch: &mut Vec<Queued>,
+    max_batch_size: usize,
+    max_wait: Duration,
+) -> Option<Instant> {
+    let first = receiver.recv().await.ok()?;
+    batch.push(first);
+    let opened = Instant::now();
+    let deadline = opened + max_wait;
+    while batch.len() < max_batch_size {
+        // Take whatever is already queued without touching the timer.
+        match receiver.try_recv() {
+            Ok(item) => {
+                batch.push(item);
+                continue;
+            }
+            Err(async_channel::TryRecvError::Closed) => break,
+            Err(async_channel::TryRecvError::Empty) => {}
+        }
+        match timeout_at(deadline, receiver.recv()).await {
+            Ok(Ok(item)) => batch.push(item),
+            Ok(Err(_)) | Err(_) => break, // queue closed, or the wait passed
+        }
+    }
+    Some(opened)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(task_id: TaskId) -> Queued {
+        Queued {
+            task_id,
+            flags: 0,
+            payload: Bytes::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closes_when_full_without_waiting() {
+        let queue = StageQueue::default();
+        (0..5).for_each(|i| queue.push(item(i)));
+        let start = Instant::now();
+        let mut batch = Vec::new();
+        collect(&queue.receiver, &mut batch, 4, Duration::from_secs(10)).await;
+        assert_eq!(
+            batch.iter().map(|q| q.task_id).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closes_at_max_wait_after_the_first_item() {
+        let queue = StageQueue::default();
+        let sender = queue.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            sender.push(item(1));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            sender.push(item(2));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            sender.push(item(3));
+        });
+        let start = Instant::now();
+        let mut batch = Vec::new();
+        collect(&queue.receiver, &mut batch, 8, Duration::from_millis(10)).await;
+        // The wait starts at the first item (t=100ms), not at the call.
+        assert_eq!(batch.iter().map(|q| q.task_id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(start.elapsed(), Duration::from_millis(110));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batch_of_one_never_waits() {
+        let queue = StageQueue::default();
+        queue.push(item(9));
+        queue.push(item(10));
+        let mut batch = Vec::new();
+        collect(&queue.receiver, &mut batch, 1, Duration::from_secs(1)).await;
+        assert_eq!(batch, vec![item(9)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancellation_keeps_items_already_taken() {
+        let queue = StageQueue::default();
+        queue.push(item(1));
+        let mut batch = Vec::new();
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(5),
+            collect(&queue.receiver, &mut batch, 8, Duration::from_secs(1)),
+        )
+        .await;
+        assert!(cancelled.is_err());
+        assert_eq!(batch, vec![item(1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_queue_ends_the_batch() {
+        let queue = StageQueue::default();
+        queue.push(item(1));
+        queue.sender.close();
+        let mut batch = Vec::new();
+        collect(&queue.receiver, &mut batch, 8, Duration::from_secs(1)).await;
+        assert_eq!(batch, vec![item(1)]);
+        let mut empty = Vec::new();
+        assert!(
+            collect(&queue.receiver, &mut empty, 8, Duration::from_secs(1))
+                .await
+                .is_none()
+        );
+        assert!(empty.is_empty());
+    }
+}

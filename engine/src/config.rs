@@ -1,0 +1,230 @@
+//! The engine's configuration: one struct, one source of truth for every default.
+//!
+//! Python parses CLI flags and `MOSEC_*` variables with the defaults it reads from
+//! [`Config::default`] (exported as `mosec._engine.default_config()`), then hands the finished
+//! config back as JSON. No default is written on the Python side.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the engine needs to run; field units are in their names or docs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// IP address the HTTP server binds.
+    pub address: String,
+    /// TCP port the HTTP server binds.
+    pub port: u16,
+    /// Prefix of every Prometheus metric name.
+    pub namespace: String,
+    /// Whole-request deadline in milliseconds; past it the client gets 408.
+    pub timeout_ms: u64,
+    /// Most tasks in flight at once; one more is answered 429.
+    pub capacity: usize,
+    /// Largest accepted request body in bytes; a larger one is answered 413.
+    pub max_request_size: usize,
+    /// Default `max_wait_time` in milliseconds for batching stages that give none.
+    pub wait_ms: u64,
+    /// One of `debug`, `info`, `warning`, `error`.
+    pub log_level: String,
+    /// JSON lines when true, readable text otherwise.
+    pub log_json: bool,
+    /// Unix socket the worker processes connect to.
+    pub socket_path: String,
+    /// Threads of the engine's tokio runtime; 0 picks min(cores, 4).
+    pub engine_threads: usize,
+    /// The stages, referenced by index from `routes`.
+    pub stages: Vec<StageConfig>,
+    /// The HTTP routes and the stages each one runs through.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One stage of workers: a pool of identical processes behind one queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Worker class name, used in metric labels and logs.
+    pub name: String,
+    /// Number of worker processes; readiness waits for this many at start.
+    pub num: usize,
+    /// Largest batch handed to one `forward` call.
+    pub max_batch_size: usize,
+    /// How long a batch waits for more items after its first one, in milliseconds.
+    pub max_wait_time_ms: u64,
+}
+
+/// One POST route and its pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Request path, starting with `/`.
+    pub path: String,
+    /// Indices into [`Config::stages`], in pipeline order.
+    pub stages: Vec<usize>,
+    /// Content type of a successful response (the egress worker's `resp_mime_type`).
+    pub mime: String,
+}
+
+/// Paths the engine serves itself; no route may take them.
+pub const RESERVED_PATHS: [&str; 2] = ["/", "/metrics"];
+
+/// A config that cannot run, with the reason.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// The JSON did not parse into a [`Config`].
+    #[error("invalid engine config: {0}")]
+    Parse(String),
+    /// The config parsed but names something impossible.
+    #[error("invalid engine config: {0}")]
+    Invalid(String),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            address: "0.0.0.0".to_owned(),
+            port: 8000,
+            namespace: "mosec_service".to_owned(),
+            timeout_ms: 3000,
+            capacity: 1024,
+            max_request_size: 10 * 1024 * 1024,
+            wait_ms: 10,
+            log_level: "info".to_owned(),
+            log_json: true,
+            socket_path: String::new(),
+            engine_threads: 0,
+            stages: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a config from JSON; missing fields take their defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the JSON is malformed or the config cannot run.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_json::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The defaults as JSON, for the Python side's flag parser.
+    pub fn default_json() -> String {
+        serde_json::to_string(&Config::default()).unwrap_or_default()
+    }
+
+    /// Checks that every stage and route makes sense.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.timeout_ms == 0 {
+            return invalid("timeout must be positive".into());
+        }
+        if self.capacity == 0 {
+            return invalid("capacity must be positive".into());
+        }
+        if !matches!(
+            self.log_level.as_str(),
+            "debug" | "info" | "warning" | "error"
+        ) {
+            return invalid(format!("unknown log level {:?}", self.log_level));
+        }
+        for (index, stage) in self.stages.iter().enumerate() {
+            if stage.num == 0 || stage.max_batch_size == 0 {
+                return invalid(format!(
+                    "stage {index} ({}) needs num and max_batch_size >= 1",
+                    stage.name
+                ));
+            }
+        }
+        if self.routes.is_empty() {
+            return invalid("no route: append at least one worker".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for route in &self.routes {
+            if !route.path.starts_with('/') {
+                return invalid(format!("route {:?} must start with '/'", route.path));
+            }
+            if RESERVED_PATHS.contains(&route.path.as_str()) || route.path.starts_with("/openapi") {
+                return invalid(format!("route {:?} is reserved by the server", route.path));
+            }
+            if !seen.insert(route.path.as_str()) {
+                return invalid(format!("route {:?} is registered twice", route.path));
+            }
+            if route.stages.is_empty() {
+                return invalid(format!("route {:?} has no stage", route.path));
+            }
+            if let Some(bad) = route.stages.iter().find(|&&s| s >= self.stages.len()) {
+                return invalid(format!("route {:?} names unknown stage {bad}", route.path));
+            }
+        }
+        Ok(())
+    }
+
+    /// The socket address string the HTTP server binds.
+    pub fn http_address(&self) -> String {
+        if self.address.contains(':') {
+            format!("[{}]:{}", self.address, self.port)
+        } else {
+            format!("{}:{}", self.address, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Config {
+        Config {
+            stages: vec![StageConfig {
+                name: "Echo".into(),
+                num: 1,
+                max_batch_size: 1,
+                max_wait_time_ms: 0,
+            }],
+            routes: vec![RouteConfig {
+                path: "/inference".into(),
+                stages: vec![0],
+                mime: "application/json".into(),
+            }],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn defaults_round_trip_through_json() {
+        let parsed: Config = serde_json::from_str(&Config::default_json()).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn missing_fields_take_defaults() {
+        let json = serde_json::to_string(&minimal()).unwrap();
+        let config = Config::from_json(&json).unwrap();
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.capacity, 1024);
+    }
+
+    #[test]
+    fn reserved_and_unknown_are_refused() {
+        let mut config = minimal();
+        config.routes[0].path = "/metrics".into();
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid(m)) if m.contains("reserved"))
+        );
+        let mut config = minimal();
+        config.routes[0].stages = vec![3];
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid(m)) if m.contains("unknown stage"))
+        );
+        assert!(matches!(
+            Config::from_json("{\"nope\": 1}"),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+}

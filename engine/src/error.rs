@@ -1,0 +1,36 @@
+//! Errors of the engine's control API.
+
+use crate::config::ConfigError;
+
+/// Why the engine could not start or be controlled.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The config cannot run.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The HTTP address is taken or not ours to bind.
+    #[error("cannot listen on {address}: {source} (is another server using this port?)")]
+    BindHttp {
+        /// `address:port` that failed.
+        address: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The worker socket could not be created.
+    #[error("cannot create the worker socket {path}: {source}")]
+    BindSocket {
+        /// Socket path that failed.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The tokio runtime could not start.
+    #[error("cannot start the engine runtime: {0}")]
+    Runtime(std::io::Error),
+    /// `start` was called twice.
+    #[error("the engine is already running")]
+    AlreadyStarted,
+    /// A call that needs a running engine came before `start` or after `shutdown`.
+    #[error("the engine is not running")]
+    NotRunning,
+}

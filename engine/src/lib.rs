@@ -1,0 +1,38 @@
+//! The Rust controller of mosec.
+//!
+//! Python worker processes run the user's model code; this engine owns everything between them
+//! and the network: HTTP, the task table, per-stage queues with dynamic batching, the worker
+//! links, metrics and graceful shutdown. It never parses a user payload.
+//!
+//! # Layout
+//! - [`config`]: the one `Config` struct and its defaults.
+//! - [`engine`]: start, readiness, drain and stop: the control API.
+//! - [`state`]: what a running engine's parts share.
+//! - [`tasks`]: the task table, ids, and how a task moves through its pipeline.
+//! - [`batcher`]: per-stage queues and the dynamic batcher.
+//! - [`protocol`]: frames on the worker link (layout documented there).
+//! - [`link`]: serving one worker process over its Unix socket.
+//! - [`http`]: routes, status mapping, responses.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`logging`]: structured logs shared in shape with the Python side.
+//! - `py` (feature `python`): the `mosec._engine` extension module.
+#![forbid(unsafe_code)]
+
+pub mod batcher;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod link;
+pub mod logging;
+pub mod metrics;
+pub mod protocol;
+pub mod state;
+pub mod tasks;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use config::Config;
+pub use engine::Engine;
+pub use error::EngineError;

@@ -1,0 +1,345 @@
+//! The worker link: how batches and results are framed on a worker's Unix socket.
+//!
+//! Every integer is **little-endian**. One connection per worker process; the worker connects
+//! after its warm-up and sends `HELLO` first. The engine then sends one `BATCH` at a time and
+//! reads that batch's `RESULT` (preceded, for streaming workers, by any number of `EVENT`
+//! frames) before it sends the next batch on the same connection.
+//!
+//! ```text
+//! frame := body_len:u32 | body                  body_len counts the body only
+//! body  := kind:u8 | reserved:u8 (=0) | count:u16 | rest
+//!
+//! kind 1 HELLO   worker → engine   count = 0, rest = stage:u32 | worker_id:u32 | pid:u32
+//! kind 2 BATCH   engine → worker   rest = count items
+//! kind 3 RESULT  worker → engine   rest = count items, same order and task ids as the BATCH
+//! kind 4 EVENT   worker → engine   rest = count items, stream events sent before the RESULT
+//!
+//! item  := task_id:u32 | flags:u16 | status:u16 | len:u32 | payload[len]
+//!
+//! flags   0x0001 INGRESS    first stage of the task's route: the payload is the HTTP body
+//!         0x0002 EGRESS     last stage of the task's route: the result is the HTTP body
+//!         0x8000 REFERENCE  the payload is a store reference, not inline bytes
+//! status  0 in a BATCH; in a RESULT the HTTP status of the item: 200 is success (the payload is
+//!         the output), anything else is an error (the payload is its UTF-8 message)
+//! ```
+//!
+//! The reference bit is reserved for the object-ID data plane: the engine never reads payloads,
+//! but it must see which ones name store objects so it can release them when a task ends.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Item flag: the stage is the first of the task's route.
+pub const FLAG_INGRESS: u16 = 0x0001;
+/// Item flag: the stage is the last of the task's route.
+pub const FLAG_EGRESS: u16 = 0x0002;
+/// Item flag: the payload is a store reference.
+pub const FLAG_REFERENCE: u16 = 0x8000;
+
+/// Bytes of the frame header after the length prefix: kind, reserved, count.
+const BODY_HEADER_LEN: usize = 4;
+/// Bytes of an item header: task id, flags, status, payload length.
+const ITEM_HEADER_LEN: usize = 12;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A worker introduces itself.
+    Hello = 1,
+    /// The engine hands a batch to a worker.
+    Batch = 2,
+    /// A worker answers the batch it was given.
+    Result = 3,
+    /// A worker streams events for items of its current batch.
+    Event = 4,
+}
+
+impl TryFrom<u8> for FrameKind {
+    type Error = ProtocolError;
+
+    fn try_from(value: u8) -> Result<Self, Self::Error> {
+        match value {
+            1 => Ok(Self::Hello),
+            2 => Ok(Self::Batch),
+            3 => Ok(Self::Result),
+            4 => Ok(Self::Event),
+            other => Err(ProtocolError::UnknownKind(other)),
+        }
+    }
+}
+
+/// One task's share of a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The task this item belongs to.
+    pub task_id: u32,
+    /// `FLAG_*` bits.
+    pub flags: u16,
+    /// 0 in a batch, the HTTP status in a result.
+    pub status: u16,
+    /// Inline bytes or a store reference, by `FLAG_REFERENCE`.
+    pub payload: Bytes,
+}
+
+/// A worker's introduction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// Index of the stage the worker serves.
+    pub stage: u32,
+    /// The worker's 1-based id within its stage.
+    pub worker_id: u32,
+    /// The worker's process id, for logs.
+    pub pid: u32,
+}
+
+/// A decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// See [`Hello`].
+    Hello(Hello),
+    /// Items of a batch, a result or an event, by kind.
+    Items(FrameKind, Vec<Item>),
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The socket failed or closed.
+    #[error("worker link i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The kind byte names no frame kind.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// The frame's declared lengths do not add up.
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+    /// More than `u16::MAX` items, or a payload over `u32::MAX` bytes.
+    #[error("frame too large: {0}")]
+    TooLarge(&'static str),
+}
+
+/// Encodes the header of an items frame and of each item; payloads are written separately so
+/// large ones are never copied into the header buffer.
+fn encode_headers(kind: FrameKind, items: &[Item]) -> Result<BytesMut, ProtocolError> {
+    let count = u16::try_from(items.len()).map_err(|_| ProtocolError::TooLarge("item count"))?;
+    let mut body_len = BODY_HEADER_LEN;
+    for item in items {
+        u32::try_from(item.payload.len()).map_err(|_| ProtocolError::TooLarge("payload"))?;
+        body_len += ITEM_HEADER_LEN + item.payload.len();
+    }
+    let body_len = u32::try_from(body_len).map_err(|_| ProtocolError::TooLarge("frame"))?;
+    let mut head = BytesMut::with_capacity(8 + items.len() * ITEM_HEADER_LEN);
+    head.put_u32_le(body_len);
+    head.put_u8(kind as u8);
+    head.put_u8(0);
+    head.put_u16_le(count);
+    Ok(head)
+}
+
+fn put_item_header(buf: &mut BytesMut, item: &Item) {
+    buf.put_u32_le(item.task_id);
+    buf.put_u16_le(item.flags);
+    buf.put_u16_le(item.status);
+    // Checked in `encode_headers`.
+    buf.put_u32_le(item.payload.len() as u32);
+}
+
+/// Writes an items frame; small item headers are coalesced with small payloads.
+///
+/// # Errors
+/// [`ProtocolError`] when the socket fails or the frame exceeds the format's limits.
+pub async fn write_items<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    kind: FrameKind,
+    items: &[Item],
+) -> Result<(), ProtocolError> {
+    /// Payloads below this size are copied next to their header to save a syscall.
+    const COALESCE_BELOW: usize = 64 * 1024;
+    let mut buf = encode_headers(kind, items)?;
+    for item in items {
+        put_item_header(&mut buf, item);
+        if item.payload.len() < COALESCE_BELOW {
+            buf.put_slice(&item.payload);
+        } else {
+            writer.write_all(&buf).await?;
+            buf.clear();
+            writer.write_all(&item.payload).await?;
+        }
+    }
+    writer.write_all(&buf).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Writes a HELLO frame (used by tests standing in for a worker).
+///
+/// # Errors
+/// [`ProtocolError::Io`] when the socket fails.
+pub async fn write_hello<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    hello: Hello,
+) -> Result<(), ProtocolError> {
+    let mut buf = BytesMut::with_capacity(20);
+    buf.put_u32_le((BODY_HEADER_LEN + 12) as u32);
+    buf.put_u8(FrameKind::Hello as u8);
+    buf.put_u8(0);
+    buf.put_u16_le(0);
+    buf.put_u32_le(hello.stage);
+    buf.put_u32_le(hello.worker_id);
+    buf.put_u32_le(hello.pid);
+    writer.write_all(&buf).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Reads one whole frame. Payloads are slices of one buffer: no copy per item.
+///
+/// # Errors
+/// [`ProtocolError`] on a closed socket, an unknown kind or inconsistent lengths.
+pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Frame, ProtocolError> {
+    let body_len = reader.read_u32_le().await? as usize;
+    if body_len < BODY_HEADER_LEN {
+        return Err(ProtocolError::Malformed("body shorter than its header"));
+    }
+    let mut body = BytesMut::zeroed(body_len);
+    reader.read_exact(&mut body).await?;
+    decode_body(body.freeze())
+}
+
+/// Decodes a frame body (everything after the length prefix).
+///
+/// # Errors
+/// [`ProtocolError`] on an unknown kind or lengths that do not add up.
+pub fn decode_body(mut body: Bytes) -> Result<Frame, ProtocolError> {
+    if body.len() < BODY_HEADER_LEN {
+        return Err(ProtocolError::Malformed("body shorter than its header"));
+    }
+    let kind = FrameKind::try_from(body.get_u8())?;
+    let _reserved = body.get_u8();
+    let count = body.get_u16_le() as usize;
+    if kind == FrameKind::Hello {
+        if body.len() != 12 {
+            return Err(ProtocolError::Malformed("hello must carry 12 bytes"));
+        }
+        return Ok(Frame::Hello(Hello {
+            stage: body.get_u32_le(),
+            worker_id: body.get_u32_le(),
+            pid: body.get_u32_le(),
+        }));
+    }
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        if body.len() < ITEM_HEADER_LEN {
+            return Err(ProtocolError::Malformed("item header cut short"));
+        }
+        let task_id = body.get_u32_le();
+        let flags = body.get_u16_le();
+        let status = body.get_u16_le();
+        let len = body.get_u32_le() as usize;
+        if body.len() < len {
+            return Err(ProtocolError::Malformed("payload cut short"));
+        }
+        let payload = body.split_to(len);
+        items.push(Item {
+            task_id,
+            flags,
+            status,
+            payload,
+        });
+    }
+    if !body.is_empty() {
+        return Err(ProtocolError::Malformed("bytes left after the last item"));
+    }
+    Ok(Frame::Items(kind, items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(task_id: u32, payload: Vec<u8>) -> Item {
+        Item {
+            task_id,
+            flags: FLAG_INGRESS | FLAG_EGRESS,
+            status: 0,
+            payload: payload.into(),
+        }
+    }
+
+    async fn round_trip(kind: FrameKind, items: Vec<Item>) {
+        let mut wire = Vec::new();
+        write_items(&mut wire, kind, &items).await.unwrap();
+        let decoded = read_frame(&mut wire.as_slice()).await.unwrap();
+        assert_eq!(decoded, Frame::Items(kind, items));
+    }
+
+    #[tokio::test]
+    async fn round_trips_zero_one_and_many_items() {
+        round_trip(FrameKind::Batch, vec![]).await;
+        round_trip(FrameKind::Result, vec![item(7, b"{\"a\":1}".to_vec())]).await;
+        let many = (0..500)
+            .map(|i| item(i, vec![i as u8; (i % 17) as usize]))
+            .collect();
+        round_trip(FrameKind::Batch, many).await;
+    }
+
+    #[tokio::test]
+    async fn round_trips_large_payloads_and_flags() {
+        let big = (0..(3 << 20))
+            .map(|i: u32| (i % 251) as u8)
+            .collect::<Vec<_>>();
+        let mut reference = item(1, b"ref".to_vec());
+        reference.flags = FLAG_REFERENCE;
+        reference.status = 422;
+        round_trip(
+            FrameKind::Result,
+            vec![item(0, big.clone()), reference, item(2, big)],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn hello_round_trips() {
+        let hello = Hello {
+            stage: 2,
+            worker_id: 3,
+            pid: 4242,
+        };
+        let mut wire = Vec::new();
+        write_hello(&mut wire, hello).await.unwrap();
+        assert_eq!(
+            read_frame(&mut wire.as_slice()).await.unwrap(),
+            Frame::Hello(hello)
+        );
+    }
+
+    #[test]
+    fn malformed_bodies_are_rejected() {
+        assert!(matches!(
+            decode_body(Bytes::from_static(&[9, 0, 0, 0])),
+            Err(ProtocolError::UnknownKind(9))
+        ));
+        // One item announced, header cut short.
+        assert!(matches!(
+            decode_body(Bytes::from_static(&[3, 0, 1, 0, 1, 2])),
+            Err(ProtocolError::Malformed(_))
+        ));
+        // Payload length beyond the body.
+        let mut body = vec![3u8, 0, 1, 0];
+        body.extend_from_slice(&[1, 0, 0, 0, 0, 0, 200, 0, 10, 0, 0, 0, 1, 2]);
+        assert!(matches!(
+            decode_body(body.into()),
+            Err(ProtocolError::Malformed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn closed_socket_is_an_io_error() {
+        let empty: &[u8] = &[];
+        assert!(matches!(
+            read_frame(&mut &*empty).await,
+            Err(ProtocolError::Io(_))
+        ));
+    }
+}

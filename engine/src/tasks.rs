@@ -1,0 +1,337 @@
+//! The task table: every request in flight, where it is in its pipeline, and how to answer it.
+//!
+//! A task is created by the HTTP side, moves from stage to stage as worker results arrive, and
+//! ends exactly once: with its last stage's output, with an error from any stage, or with an
+//! engine-made error (timeout, worker died, draining). Whoever ends it takes its reply channel,
+//! so a late result for an ended task finds nothing and is dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
+
+use crate::protocol::{FLAG_EGRESS, FLAG_INGRESS};
+
+/// A task's identity on the worker link.
+pub type TaskId = u32;
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// HTTP status: 200 with the pipeline's output, or an error status.
+    pub status: u16,
+    /// The response body: output bytes, or the error message.
+    pub body: Bytes,
+}
+
+impl Outcome {
+    /// An engine-made error outcome.
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: Bytes::from(message.into()),
+        }
+    }
+}
+
+/// A pipeline: the stages a route's tasks pass through, in order.
+pub type Pipeline = Arc<[usize]>;
+
+/// Where to send a task next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    /// Index of the stage that must run next.
+    pub stage: usize,
+    /// `FLAG_INGRESS` / `FLAG_EGRESS` for that stage within this task's route.
+    pub flags: u16,
+}
+
+/// The table's view of one task.
+struct Entry {
+    /// The stages of the task's route.
+    pipeline: Pipeline,
+    /// Index into `pipeline` of the stage now holding the task.
+    position: usize,
+    /// Taken by whoever ends the task.
+    reply: Option<oneshot::Sender<Outcome>>,
+}
+
+/// What a stage's result means for its task.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Advance {
+    /// Run this stage next.
+    Next(Hop),
+    /// The task ended (answered now, or it had already ended).
+    Done,
+}
+
+/// Every task in flight. Cheap to share: clone the `Arc`.
+pub struct TaskTable {
+    entries: Mutex<HashMap<TaskId, Entry>>,
+    /// Next id to try; ids wrap and skip ones still in use.
+    next_id: AtomicU32,
+    /// Number of tasks in the table, watched by the drain.
+    count: watch::Sender<usize>,
+}
+
+impl Default for TaskTable {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::default(),
+            next_id: AtomicU32::new(1),
+            count: watch::channel(0).0,
+        }
+    }
+}
+
+fn hop(pipeline: &Pipeline, position: usize) -> Hop {
+    let mut flags = 0;
+    if position == 0 {
+        flags |= FLAG_INGRESS;
+    }
+    if position + 1 == pipeline.len() {
+        flags |= FLAG_EGRESS;
+    }
+    Hop {
+        stage: pipeline[position],
+        flags,
+    }
+}
+
+impl TaskTable {
+    fn lock(&self) -> MutexGuard<'_, HashMap<TaskId, Entry>> {
+        // A panic while holding this lock cannot leave the map half-updated (every update is a
+        // single insert/remove/field write), so a poisoned lock is still safe to use.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Adds a task at the start of `pipeline` (which must not be empty).
+    ///
+    /// Returns its id, its first hop and the receiver of its outcome.
+    pub fn create(&self, pipeline: Pipeline) -> (TaskId, Hop, oneshot::Receiver<Outcome>) {
+        let (reply, receiver) = oneshot::channel();
+        let first = hop(&pipeline, 0);
+        let mut entries = self.lock();
+        let id = loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if !entries.contains_key(&id) {
+                break id;
+            }
+        };
+        entries.insert(
+            id,
+            Entry {
+                pipeline,
+                position: 0,
+                reply: Some(reply),
+            },
+        );
+        self.count.send_replace(entries.len());
+        (id, first, receiver)
+    }
+
+    /// Removes a task, whether or not it has ended; called once its HTTP side is done with it.
+    pub fn remove(&self, id: TaskId) {
+        let mut entries = self.lock();
+        entries.remove(&id);
+        self.count.send_replace(entries.len());
+    }
+
+    /// Whether the task is still waiting for an answer.
+    pub fn is_pending(&self, id: TaskId) -> bool {
+        self.lock()
+            .get(&id)
+            .is_some_and(|entry| entry.reply.is_some())
+    }
+
+    /// Applies a stage's result: success moves the task on, anything else ends it.
+    pub fn advance(&self, id: TaskId, status: u16, payload: Bytes) -> Advance {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(&id) else {
+            return Advance::Done;
+        };
+        if entry.reply.is_none() {
+            return Advance::Done;
+        }
+        if status == 200 && entry.position + 1 < entry.pipeline.len() {
+            entry.position += 1;
+            return Advance::Next(hop(&entry.pipeline, entry.position));
+        }
+        if let Some(reply) = entry.reply.take() {
+            // The receiver may be gone (client left); nothing else to do then.
+            let _ = reply.send(Outcome {
+                status,
+                body: payload,
+            });
+        }
+        Advance::Done
+    }
+
+    /// Ends one task with an engine-made outcome, if it has not ended yet.
+    pub fn fail(&self, id: TaskId, outcome: Outcome) {
+        if let Some(reply) = self
+            .lock()
+            .get_mut(&id)
+            .and_then(|entry| entry.reply.take())
+        {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    /// Ends every pending task with the same outcome; returns how many were ended.
+    pub fn fail_all(&self, outcome: &Outcome) -> usize {
+        let mut ended = 0;
+        for entry in self.lock().values_mut() {
+            if let Some(reply) = entry.reply.take() {
+                let _ = reply.send(outcome.clone());
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    /// Number of tasks in the table.
+    pub fn len(&self) -> usize {
+        *self.count.borrow()
+    }
+
+    /// Whether no task is in the table.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A watch on the number of tasks, for waiting until the table drains.
+    pub fn watch_len(&self) -> watch::Receiver<usize> {
+        self.count.subscribe()
+    }
+}
+
+/// Removes its task from the table when dropped: the HTTP handler holds one, so a client that
+/// disconnects (its handler future dropped) or a timeout never leaves an entry behind.
+pub struct TaskGuard {
+    table: Arc<TaskTable>,
+    /// The guarded task.
+    pub id: TaskId,
+}
+
+impl TaskGuard {
+    /// Guards `id` in `table`.
+    pub fn new(table: Arc<TaskTable>, id: TaskId) -> Self {
+        Self { table, id }
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.table.remove(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(stages: &[usize]) -> Pipeline {
+        stages.to_vec().into()
+    }
+
+    #[test]
+    fn a_task_walks_its_pipeline_then_ends() {
+        let table = TaskTable::default();
+        let (id, first, mut rx) = table.create(pipeline(&[4, 5, 6]));
+        assert_eq!(
+            first,
+            Hop {
+                stage: 4,
+                flags: FLAG_INGRESS
+            }
+        );
+        assert_eq!(
+            table.advance(id, 200, Bytes::new()),
+            Advance::Next(Hop { stage: 5, flags: 0 })
+        );
+        assert_eq!(
+            table.advance(id, 200, Bytes::new()),
+            Advance::Next(Hop {
+                stage: 6,
+                flags: FLAG_EGRESS
+            })
+        );
+        assert_eq!(
+            table.advance(id, 200, Bytes::from_static(b"out")),
+            Advance::Done
+        );
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            Outcome {
+                status: 200,
+                body: Bytes::from_static(b"out")
+            }
+        );
+        assert!(!table.is_pending(id));
+        table.remove(id);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn a_single_stage_is_both_ingress_and_egress() {
+        let table = TaskTable::default();
+        let (_, first, _) = table.create(pipeline(&[0]));
+        assert_eq!(first.flags, FLAG_INGRESS | FLAG_EGRESS);
+    }
+
+    #[test]
+    fn an_error_skips_the_remaining_stages() {
+        let table = TaskTable::default();
+        let (id, _, mut rx) = table.create(pipeline(&[0, 1, 2]));
+        assert_eq!(
+            table.advance(id, 422, Bytes::from_static(b"bad")),
+            Advance::Done
+        );
+        assert_eq!(rx.try_recv().unwrap().status, 422);
+        // A late result for the ended task changes nothing.
+        assert_eq!(table.advance(id, 200, Bytes::new()), Advance::Done);
+    }
+
+    #[test]
+    fn ids_are_unique_and_guards_clean_up() {
+        let table = Arc::new(TaskTable::default());
+        let mut ids = std::collections::HashSet::new();
+        let guards: Vec<_> = (0..100)
+            .map(|_| {
+                let (id, _, _) = table.create(pipeline(&[0]));
+                assert!(ids.insert(id));
+                TaskGuard::new(table.clone(), id)
+            })
+            .collect();
+        assert_eq!(table.len(), 100);
+        drop(guards);
+        assert!(table.is_empty());
+    }
+
+    #[test]
+    fn wrapped_ids_skip_those_in_use() {
+        let table = TaskTable::default();
+        table.next_id.store(u32::MAX, Ordering::Relaxed);
+        let (a, _, _) = table.create(pipeline(&[0]));
+        table.next_id.store(u32::MAX, Ordering::Relaxed);
+        let (b, _, _) = table.create(pipeline(&[0]));
+        assert_eq!(a, u32::MAX);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn fail_all_answers_every_pending_task_once() {
+        let table = TaskTable::default();
+        let mut receivers: Vec<_> = (0..3).map(|_| table.create(pipeline(&[0])).2).collect();
+        assert_eq!(table.fail_all(&Outcome::error(503, "draining")), 3);
+        assert_eq!(table.fail_all(&Outcome::error(503, "draining")), 0);
+        for rx in &mut receivers {
+            assert_eq!(rx.try_recv().unwrap().status, 503);
+        }
+    }
+}
