@@ -161,7 +161,7 @@ class Server:
             "engine listening on %s:%s",
             args.address,
             args.port,
-            extra={"routes": [route["path"] for route in routes]},
+            extra={"routes": [route["path"] for route in routes], "socket": socket_path},
         )
         return supervisor.run(engine, stages, socket_path, args)
 

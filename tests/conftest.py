@@ -1,0 +1,28 @@
+"""Fixtures shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from server_util import Server, run_server
+
+StartServer = Callable[..., Server]
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start servers for one test; every one is stopped by PID when the test ends.
+
+    Call it as ``start_server("echo.py", "--timeout", "1000", env={...}, wait=True)``.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def start(script: str, *args: str, **kwargs: Any) -> Server:
+            return stack.enter_context(run_server(script, *args, log_dir=tmp_path, **kwargs))
+
+        yield start
