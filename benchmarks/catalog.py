@@ -1,0 +1,124 @@
+"""The catalog of targets: which server script, under which runtime, with which IPC mixin.
+
+A target name is ``<runtime>-<ipc>`` for mosec (``ours-pickle``, ``upstream-redis``), or the
+runtime's name for single-flavour stacks (``litserve``). Adding an IPC mixin is one ``Ipc`` entry
+in ``IPCS``; adding a serving stack is one ``Script`` (a file in ``targets/``) plus its targets.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, FrozenSet, List, Optional, Tuple
+
+from benchmarks.scenarios import Scenario
+
+ALL_KINDS = frozenset({"echo", "pipeline", "tensor", "batch", "vision"})
+
+
+@dataclass(frozen=True)
+class Script:
+    """A server script in ``benchmarks/targets``.
+
+    Attributes:
+        file: file name in ``benchmarks/targets``.
+        route: the path that requests are POSTed to.
+        health: a GET path that answers 200 once the server listens.
+        kinds: scenario kinds the script can express.
+        timeout_flag: whether it takes mosec's ``--timeout`` (milliseconds).
+    """
+
+    file: str
+    route: str
+    health: str
+    kinds: FrozenSet[str]
+    timeout_flag: bool
+
+    def argv(self, port: int, timeout_s: float) -> List[str]:
+        """Command-line flags for a server listening on 127.0.0.1 only."""
+        flags = ["--address", "127.0.0.1", "--port", str(port)]
+        if self.timeout_flag:
+            flags += ["--timeout", str(int(timeout_s * 1000))]
+        return flags
+
+
+MOSEC = Script("mosec_server.py", "/inference", "/", ALL_KINDS, timeout_flag=True)
+LITSERVE = Script("litserve_server.py", "/predict", "/health", frozenset({"echo", "batch"}), False)
+STUB = Script("stub_server.py", "/inference", "/", frozenset({"echo"}), timeout_flag=False)
+
+
+@dataclass(frozen=True)
+class Ipc:
+    """An inter-stage IPC flavour of mosec.
+
+    Attributes:
+        name: the second half of the target name.
+        mixin: class name in ``mosec.mixin``; ``None`` for the default (pickle).
+        carries: payload kinds it can move between stages (``json``, ``tensor``).
+        runtimes: runtimes that have (or will have) this mixin.
+        daemon: a service the harness must start for it (``redis``), or ``None``.
+    """
+
+    name: str
+    mixin: Optional[str]
+    carries: FrozenSet[str]
+    runtimes: Tuple[str, ...]
+    daemon: Optional[str] = None
+
+
+_ANY = frozenset({"json", "tensor"})
+
+IPCS: Tuple[Ipc, ...] = (
+    Ipc("pickle", None, _ANY, ("ours", "upstream")),
+    Ipc("numbin", "NumBinIPCMixin", frozenset({"tensor"}), ("ours", "upstream")),
+    Ipc("shm", "ShmIPCMixin", _ANY, ("ours",)),
+    Ipc("redis", "RedisShmIPCMixin", _ANY, ("ours", "upstream"), daemon="redis"),
+    Ipc("arrow", "ArrowIPCMixin", _ANY, ("ours",)),
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server under test.
+
+    Attributes:
+        name: the name given to ``--targets``.
+        runtime: key into ``runtimes.RUNTIMES``.
+        script: the server script it runs.
+        ipc: the mosec IPC flavour, ``None`` for stacks without one.
+        hidden: left out of the default selection (the harness's own test target).
+    """
+
+    name: str
+    runtime: str
+    script: Script
+    ipc: Optional[Ipc] = None
+    hidden: bool = False
+
+    def unsupported(self, scenario: Scenario) -> Optional[str]:
+        """Why this target cannot express ``scenario``, or ``None``."""
+        if scenario.kind not in self.script.kinds:
+            return f"{self.script.file} cannot express the {scenario.kind} scenario"
+        if self.ipc is not None and scenario.ipc != "none" and scenario.ipc not in self.ipc.carries:
+            return f"{self.ipc.mixin} cannot carry {scenario.ipc} between stages"
+        return None
+
+    def redundant(self, scenario: Scenario) -> Optional[str]:
+        """Why running ``scenario`` would only repeat another target, or ``None``.
+
+        A non-default IPC mixin changes nothing in a single-stage scenario.
+        """
+        if self.ipc is not None and self.ipc.mixin is not None and scenario.ipc == "none":
+            return f"one stage, no IPC: same as {self.runtime}-pickle"
+        return None
+
+
+def _build() -> Dict[str, Target]:
+    targets = []
+    for runtime in ("ours", "upstream"):
+        for ipc in IPCS:
+            if runtime in ipc.runtimes:
+                targets.append(Target(f"{runtime}-{ipc.name}", runtime, MOSEC, ipc))
+    targets.append(Target("litserve", "litserve", LITSERVE))
+    targets.append(Target("stub", "stub", STUB, hidden=True))
+    return {target.name: target for target in targets}
+
+
+TARGETS: Dict[str, Target] = _build()

@@ -1,0 +1,87 @@
+"""CPU seconds and peak memory of process trees over a measured window.
+
+A background thread samples every process of the watched trees (server, workers, redis-server):
+CPU time (user + system) and resident memory. The CPU used in the window is, per process, its last
+sample minus its first one (zero for a process born during the window); peak memory is the largest
+sum of RSS over the tree seen at any sample.
+"""
+
+import threading
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import psutil
+
+from benchmarks.processes import ProcessTree
+
+_Key = Tuple[int, float]
+
+
+@dataclass
+class Usage:
+    """What a tree used during a window.
+
+    Attributes:
+        cpu_s: CPU seconds, user plus system, summed over the tree.
+        peak_rss_bytes: the largest sum of resident memory over the tree at one sample.
+        processes: how many processes the tree had at the largest.
+    """
+
+    cpu_s: float
+    peak_rss_bytes: int
+    processes: int
+
+
+class ResourceMonitor:
+    """Sample some process trees until stopped; use as a context manager around a load run."""
+
+    def __init__(self, trees: Sequence[ProcessTree], interval_s: float = 0.1):
+        self._trees = list(trees)
+        self._interval_s = interval_s
+        self._first: Dict[_Key, float] = {}
+        self._last: Dict[_Key, float] = {}
+        self._peak_rss = 0
+        self._peak_count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="resource-monitor", daemon=True)
+
+    def __enter__(self) -> "ResourceMonitor":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def usage(self) -> Usage:
+        """The totals for the window (call after the ``with`` block)."""
+        cpu = sum(self._last[key] - self._first.get(key, 0.0) for key in self._last)
+        return Usage(cpu_s=max(cpu, 0.0), peak_rss_bytes=self._peak_rss, processes=self._peak_count)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._sample()
+
+    def _sample(self) -> None:
+        rss = 0
+        procs: List[psutil.Process] = [p for tree in self._trees for p in tree.processes()]
+        count = 0
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    key = (proc.pid, proc.create_time())
+                    times = proc.cpu_times()
+                    rss += proc.memory_info().rss
+            except psutil.Error:
+                continue
+            count += 1
+            cpu = times.user + times.system
+            if key not in self._last and self._thread.is_alive():
+                self._first.setdefault(key, 0.0)  # born during the window: all its CPU counts
+            self._first.setdefault(key, cpu)
+            self._last[key] = cpu
+        if rss > self._peak_rss:
+            self._peak_rss = rss
+        self._peak_count = max(self._peak_count, count)

@@ -1,0 +1,116 @@
+"""Summaries of the samples: per scenario and target, medians with ranges and ratios to a baseline.
+
+The baseline of a scenario is the ``--baseline`` target when it was measured there, else
+``upstream-pickle`` when measured, else the first target measured. Ratios are paired per repeat
+(see ``stats``): ``req/s ×`` above 1 means more throughput than the baseline, ``p99 ×`` below 1
+means a lower tail latency.
+"""
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from benchmarks.scenarios import Scenario
+from benchmarks.stats import Spread, ratio_spread, spread
+
+METRICS = ("rps", "p50_ms", "p99_ms", "cpu_s", "cpu_ms_per_request", "peak_rss_mib")
+DEFAULT_BASELINE = "upstream-pickle"
+
+
+def by_repeat(samples: Sequence[Dict[str, Any]], metric: str) -> Dict[int, float]:
+    """The value of ``metric`` per repeat index, leaving out missing values."""
+    return {s["repeat"]: s[metric] for s in samples if s.get(metric) is not None}
+
+
+def paired(mine: Dict[int, float], base: Dict[int, float]):
+    """Two aligned lists over the repeats both sides have."""
+    common = sorted(set(mine) & set(base))
+    return [mine[r] for r in common], [base[r] for r in common]
+
+
+def pick_baseline(measured: Sequence[str], wanted: Optional[str]) -> Optional[str]:
+    """The baseline among the targets ``measured`` in a scenario (see the module doc)."""
+    for choice in (wanted, DEFAULT_BASELINE):
+        if choice in measured:
+            return choice
+    return measured[0] if measured else None
+
+
+def summarize(
+    samples: Sequence[Dict[str, Any]], scenario: str, baseline: Optional[str] = None
+) -> Dict[str, Any]:
+    """The summary of one scenario: the baseline and one row per target, in measuring order."""
+    mine = [s for s in samples if s["scenario"] == scenario]
+    order: List[str] = []
+    for sample in sorted(mine, key=lambda s: (s["repeat"], s["position"])):
+        if sample["target"] not in order:
+            order.append(sample["target"])
+    base_name = pick_baseline(order, baseline)
+    base = [s for s in mine if s["target"] == base_name]
+    rows = []
+    for target in order:
+        own = [s for s in mine if s["target"] == target]
+        row: Dict[str, Any] = {"target": target, "errors": sum(s["errors"] for s in own)}
+        for metric in METRICS:
+            row[metric] = spread(v for v in by_repeat(own, metric).values())
+        for metric in ("rps", "p99_ms"):
+            values, base_values = paired(by_repeat(own, metric), by_repeat(base, metric))
+            row[f"{metric}_ratio"] = ratio_spread(values, base_values)
+        rows.append(row)
+    return {"scenario": scenario, "baseline": base_name, "rows": rows}
+
+
+def to_json(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """A JSON-ready copy of a summary."""
+    rows = []
+    for row in summary["rows"]:
+        rows.append({k: (v.to_dict() if isinstance(v, Spread) else v) for k, v in row.items()})
+    return {**summary, "rows": rows}
+
+
+def _num(value: float) -> str:
+    """A number with three significant digits, thousands separated."""
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def cell(value: Optional[Spread], suffix: str = "") -> str:
+    """``median (min–max)``, or the median alone for one sample, or a dash."""
+    if value is None:
+        return "–"
+    text = _num(value.median) + suffix
+    if value.count > 1:
+        text += f" ({_num(value.low)}–{_num(value.high)})"
+    return text
+
+
+def markdown(summary: Dict[str, Any], scenario: Scenario, note: str) -> str:
+    """The Markdown table of one scenario, with a heading naming its load and baseline."""
+    base = summary["baseline"]
+    lines = [
+        f"### {scenario.name}: {scenario.description}",
+        "",
+        f"{note}; ratios against `{base}` in the same run.",
+        "",
+        "| target | req/s | p50 ms | p99 ms | CPU s | CPU ms/req | peak RSS MiB"
+        " | req/s × | p99 × | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in summary["rows"]:
+        cells = [
+            f"`{row['target']}`",
+            cell(row["rps"]),
+            cell(row["p50_ms"]),
+            cell(row["p99_ms"]),
+            cell(row["cpu_s"]),
+            cell(row["cpu_ms_per_request"]),
+            cell(row["peak_rss_mib"]),
+            cell(row["rps_ratio"], "×"),
+            cell(row["p99_ms_ratio"], "×"),
+            str(row["errors"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

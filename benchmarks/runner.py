@@ -1,0 +1,154 @@
+"""The measuring loop: per scenario, start every target, then alternate them for each repeat.
+
+For one scenario all its targets are started (one after the other) and kept up; then, for each
+repeat, every target in turn gets a warm-up run and a measured run of the load generator, while a
+monitor records its processes' CPU and memory. The order rotates from one repeat to the next, so
+no target always runs first or last. Every server is stopped by PID when the scenario ends, or
+when anything goes wrong, including Ctrl-C.
+"""
+
+import datetime
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from benchmarks.catalog import Target
+from benchmarks.loadgen import LoadGenError, Wrk
+from benchmarks.monitor import ResourceMonitor
+from benchmarks.progress import Progress
+from benchmarks.redis_daemon import RedisError
+from benchmarks.scenarios import Scenario
+from benchmarks.selection import Skip
+from benchmarks.servers import ServerError, TargetServer
+
+MIB = 1 << 20
+
+
+@dataclass
+class Settings:
+    """How long and how hard each target is loaded.
+
+    Attributes:
+        duration_s: seconds of each measured run (whole seconds: wrk's unit).
+        warmup_s: seconds of load before each measured run, not recorded.
+        repeats: measured runs per target and scenario.
+        concurrency: connections, overriding each scenario's default when set.
+        start_timeout_s: how long a server may take to become ready.
+    """
+
+    duration_s: int = 10
+    warmup_s: int = 2
+    repeats: int = 3
+    concurrency: Optional[int] = None
+    start_timeout_s: float = 120.0
+
+    def connections(self, scenario: Scenario) -> int:
+        """The concurrency used for ``scenario``."""
+        return self.concurrency or scenario.concurrency
+
+
+@dataclass
+class Outcome:
+    """Everything a run measured or skipped."""
+
+    samples: List[Dict[str, Any]] = field(default_factory=list)
+    skipped: List[Skip] = field(default_factory=list)
+
+
+def steps(plan: Dict[str, List[Target]], settings: Settings) -> int:
+    """How many measured runs ``plan`` has (the progress bar's total)."""
+    return sum(len(targets) for targets in plan.values()) * settings.repeats
+
+
+def run_plan(
+    plan: Dict[str, List[Target]],
+    scenarios: Dict[str, Scenario],
+    settings: Settings,
+    outdir: Path,
+    progress: Progress,
+) -> Outcome:
+    """Measure every (scenario, target) pair of ``plan``; results land in the returned outcome."""
+    outcome = Outcome()
+    for name, targets in plan.items():
+        _run_scenario(scenarios[name], targets, settings, outdir, progress, outcome)
+    return outcome
+
+
+def _run_scenario(
+    scenario: Scenario,
+    targets: List[Target],
+    settings: Settings,
+    outdir: Path,
+    progress: Progress,
+    outcome: Outcome,
+) -> None:
+    servers: List[TargetServer] = []
+    try:
+        for target in targets:
+            progress.show(f"{scenario.name}: starting {target.name}")
+            try:
+                server = TargetServer(target, scenario, outdir / "logs")
+                servers.append(server.start(settings.start_timeout_s))
+            except (ServerError, RedisError, OSError) as err:
+                _skip(outcome, progress, scenario, target, f"did not start: {err}")
+                progress.done += settings.repeats
+        for repeat in range(settings.repeats):
+            shift = repeat % max(len(servers), 1)
+            for position, server in enumerate(servers[shift:] + servers[:shift]):
+                progress.show(f"{scenario.name}: {server.target.name} run {repeat + 1}")
+                sample = _measure(server, scenario, settings, outdir, repeat, position)
+                if isinstance(sample, str):
+                    _skip(outcome, progress, scenario, server.target, sample)
+                else:
+                    outcome.samples.append(sample)
+                progress.advance(f"{scenario.name}: {server.target.name} run {repeat + 1}")
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _measure(
+    server: TargetServer,
+    scenario: Scenario,
+    settings: Settings,
+    outdir: Path,
+    repeat: int,
+    position: int,
+):
+    """One warm-up and one measured run; returns the sample, or why it failed."""
+    connections = settings.connections(scenario)
+    wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name)
+    try:
+        if settings.warmup_s > 0:
+            wrk.run(connections, settings.warmup_s, scenario.timeout_s)
+        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        with ResourceMonitor(server.trees) as monitor:
+            load = wrk.run(connections, settings.duration_s, scenario.timeout_s)
+        time.sleep(0.1)
+    except LoadGenError as err:
+        return f"load run failed: {err}"
+    usage = monitor.usage()
+    return {
+        "scenario": scenario.name,
+        "target": server.target.name,
+        "repeat": repeat,
+        "position": position,
+        "started": started,
+        "concurrency": connections,
+        "duration_s": settings.duration_s,
+        "load": load.to_dict(),
+        "rps": load.rps,
+        "p50_ms": load.p50_ms,
+        "p99_ms": load.p99_ms,
+        "errors": load.error_count,
+        "cpu_s": usage.cpu_s,
+        "cpu_ms_per_request": usage.cpu_s * 1e3 / load.ok_requests if load.ok_requests else None,
+        "peak_rss_mib": usage.peak_rss_bytes / MIB,
+        "processes": usage.processes,
+    }
+
+
+def _skip(outcome, progress, scenario, target, reason):
+    outcome.skipped.append(Skip(scenario.name, target.name, reason))
+    progress.note(f"skipped {scenario.name} / {target.name}: {reason}")

@@ -1,0 +1,136 @@
+"""Scenarios: what one benchmark measures.
+
+A scenario names the request a client sends, the worker graph the server runs (``spec``, handed to
+the target script as JSON), the default load (concurrency) and what a correct answer contains.
+Every target runs the same scenario with the same request and load, so their numbers compare.
+"""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One workload, the same for every target.
+
+    Attributes:
+        name: the name given to ``--scenario``.
+        description: one line for the table and the README.
+        kind: the worker graph the target script builds (echo, pipeline, tensor, batch, vision).
+        request: the JSON document POSTed by every request.
+        expect: keys and values a correct JSON answer must contain (checked once per server).
+        concurrency: default number of open connections of the load generator.
+        ipc: what crosses between stages: ``none`` (one stage), ``json`` or ``tensor``; decides
+            which IPC mixins can run it and which would only repeat the pickle target.
+        params: the scenario's server-side parameters, merged into ``spec``.
+        timeout_s: per-request timeout for the load generator and the server.
+        missing: why the scenario cannot run yet, or ``None`` when it can.
+    """
+
+    name: str
+    description: str
+    kind: str
+    request: Dict[str, Any]
+    expect: Dict[str, Any]
+    concurrency: int
+    ipc: str = "none"
+    params: Dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 10.0
+    missing: Optional[str] = None
+
+    @property
+    def spec(self) -> Dict[str, Any]:
+        """The server side of the scenario, as handed to the target script."""
+        return {"kind": self.kind, **self.params}
+
+    @property
+    def body(self) -> bytes:
+        """The HTTP request body."""
+        return json.dumps(self.request).encode()
+
+    def check(self, answer: Any) -> Optional[str]:
+        """Return why ``answer`` is wrong, or ``None`` when it has every expected key and value."""
+        if not isinstance(answer, dict):
+            return f"expected a JSON object, got {answer!r:.80}"
+        for key, value in self.expect.items():
+            if key not in answer:
+                return f"missing key {key!r} in {answer!r:.80}"
+            if value is not None and answer[key] != value:
+                return f"{key!r} is {answer[key]!r}, expected {value!r}"
+        return None
+
+
+def _tensor(name: str, size: int, concurrency: int, timeout_s: float) -> Scenario:
+    """A two-stage tensor hand-off: stage 1 makes ``size`` bytes of float32, stage 2 reads them."""
+    elements = size // 4
+    return Scenario(
+        name=name,
+        description=f"2 stages, stage 1 makes a {size // MIB} MiB float32 tensor, stage 2 reads it",
+        kind="tensor",
+        request={"value": 1.0},
+        expect={"elements": elements, "first": 1.0},
+        concurrency=concurrency,
+        ipc="tensor",
+        params={"tensor_bytes": size},
+        timeout_s=timeout_s,
+    )
+
+
+_ECHO = {"id": 7, "text": "hello mosec", "tags": ["a", "b"]}
+
+SCENARIOS: Tuple[Scenario, ...] = (
+    Scenario(
+        name="echo",
+        description="1 stage, small JSON echoed back",
+        kind="echo",
+        request=_ECHO,
+        expect=_ECHO,
+        concurrency=16,
+    ),
+    Scenario(
+        name="pipeline",
+        description="3 stages passing a small JSON document",
+        kind="pipeline",
+        request=_ECHO,
+        expect={"hops": 3, "id": 7},
+        concurrency=16,
+        ipc="json",
+    ),
+    _tensor("tensor-1m", MIB, concurrency=8, timeout_s=10.0),
+    _tensor("tensor-12m", 12 * MIB, concurrency=4, timeout_s=30.0),
+    _tensor("tensor-192m", 192 * MIB, concurrency=2, timeout_s=60.0),
+    Scenario(
+        name="batch",
+        description="1 stage, dynamic batching (batch 16, wait 10 ms) under 64 connections",
+        kind="batch",
+        request={"x": [0.5] * 64},
+        expect={"y": None, "batch": None},
+        concurrency=64,
+        params={"max_batch_size": 16, "max_wait_ms": 10},
+    ),
+    Scenario(
+        name="vision",
+        description="the vision pipeline of the demo",
+        kind="vision",
+        request={},
+        expect={},
+        concurrency=8,
+        ipc="tensor",
+        missing="the vision demo does not exist yet (slot kept for it)",
+    ),
+)
+
+
+def by_name(name: str) -> Scenario:
+    """Return the scenario called ``name``.
+
+    Raises:
+        KeyError: no scenario has that name.
+    """
+    for scenario in SCENARIOS:
+        if scenario.name == name:
+            return scenario
+    raise KeyError(name)
