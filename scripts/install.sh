@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything the project needs on a fresh Debian machine, then builds the extension in
+# place. Safe to run again: each step is skipped or quick when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python3}
+
+# The Rust toolchain comes with the machine; everything else from its registries.
+if ! command -v cargo >/dev/null; then
+    echo "install.sh: cargo not found; install Rust (rustup) first" >&2
+    exit 1
+fi
+
+# maturin must be present for the no-isolation editable build below.
+"$PY" -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2"
+# The package with its development extras; the extension is (re)built into mosec/.
+"$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[dev]"
+
+# The benchmark harness brings its own installer (load generator, plotting).
+if [ -x benchmarks/install.sh ]; then
+    bash benchmarks/install.sh
+fi
