@@ -17,8 +17,9 @@ REMAINING = "mosec_service_remaining_task"
 def test_capacity_answers_429(start_server: StartServer, tmp_path: Path) -> None:
     server = start_server("behave.py", "--capacity", "2", "--timeout", "30000")
     first, second = Hold(tmp_path, "first"), Hold(tmp_path, "second")
-    held = [Request(server, json=first.body()), Request(server, json=second.body())]
+    held = [Request(server, json=first.body())]
     first.wait_inside()
+    held.append(Request(server, json=second.body()))
     # The second waits in the engine's queue behind the first; both count as in flight.
     wait_until(lambda: server.metric(REMAINING) == 2, 30, "two tasks in flight")
     response = server.post(json={"one": "too many"})
