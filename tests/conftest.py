@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-
 from server_util import Server, run_server
 
 StartServer = Callable[..., Server]

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from server_util import Server, wait_until
 
 

@@ -1,7 +1,8 @@
 """Start real servers for end-to-end tests and stop them by PID.
 
-A server is a script run as ``python <script> --address 127.0.0.1 --port <free port> ...`` in its own
-session (so a Ctrl-C on pytest does not reach it), with its output in a file the test can read.
+A server is a script run as ``python <script> --address 127.0.0.1 --port <free port> ...``
+in its own session (so a Ctrl-C on pytest does not reach it), with its output in a file the test
+can read.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import httpx
 
@@ -40,7 +41,7 @@ def free_port() -> int:
         return port
 
 
-def server_env(extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a server under test: no stray ``MOSEC_*``, the repo importable."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MOSEC_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -170,9 +171,9 @@ def run_server(
     script: str | Path,
     *args: str,
     log_dir: Path,
-    env: Optional[dict[str, str]] = None,
+    env: dict[str, str] | None = None,
     wait: bool = True,
-    port: Optional[int] = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
     """Start a server script, wait until it is ready, yield it, and stop it by PID at the end.
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import StartServer
+
 from mosec import _engine
 from mosec.args import parse_arguments, parse_bool
 
@@ -131,4 +131,3 @@ def test_precedence_end_to_end(start_server: StartServer) -> None:
     assert server.metric("from_env_remaining_task") == 0
     assert "from_env_throughput" in server.metrics()
     assert "mosec_service_" not in server.metrics()
-

@@ -9,7 +9,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from conftest import StartServer
 from inflight import Hold, Request
 from server_util import wait_until
@@ -48,9 +47,7 @@ def test_sigint_exits_0_and_removes_the_temporary_socket_dir(start_server: Start
 
 
 @pytest.mark.parametrize("kind", ["popen", "multiprocessing"])
-def test_daemon_exit_stops_the_server(
-    start_server: StartServer, tmp_path: Path, kind: str
-) -> None:
+def test_daemon_exit_stops_the_server(start_server: StartServer, tmp_path: Path, kind: str) -> None:
     args = ["--mp-daemon"] if kind == "multiprocessing" else []
     server = start_server("daemon.py", *args, env={"TEST_OUT_DIR": str(tmp_path)})
     assert server.post(json={"alive": True}).status_code == 200

@@ -6,9 +6,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from server_util import Server, run_server, wait_until
 
 import mosec
-from server_util import Server, run_server, wait_until
 
 TIMEOUT_MS = 3000
 MAX_REQUEST_SIZE = 1024

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import link_workers
 import pytest
 
-import link_workers
 from mosec.coordinator import WorkerSpec, main
 from mosec.protocol import FLAG_EGRESS, FLAG_INGRESS, FRAME_HEAD, ITEM_HEAD
 

@@ -6,11 +6,11 @@ leaves it alone.
 """
 
 import argparse
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
-import multiprocessing
 
 from behaviour import act, write_atomic
 

@@ -1,0 +1,74 @@
+"""Each example runs as its docstring says."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import httpx
+from conftest import StartServer
+from server_util import EXAMPLES, REPO, free_port, server_env, wait_until
+
+
+def test_echo_pipeline(start_server: StartServer) -> None:
+    server = start_server(EXAMPLES / "echo_pipeline.py")
+    answer = server.post(json={"text": "hello"}).json()
+    assert answer["text"] == "hello"
+    assert [step.split()[0] for step in answer["steps"]] == [
+        "preprocess",
+        "inference",
+        "postprocess",
+    ]
+    assert answer["batch"] >= 1
+
+
+def test_gpu_env(start_server: StartServer) -> None:
+    server = start_server(EXAMPLES / "gpu_env.py")
+    answer = server.post(json={}).json()
+    assert answer["device"] == str(answer["worker_id"] - 1)
+
+
+def test_validate_request(start_server: StartServer) -> None:
+    server = start_server(EXAMPLES / "validate_request.py")
+    assert server.post(json={"text": "hi", "repeat": 3}).json() == {"text": "hi hi hi"}
+    response = server.post(json={"text": "hi", "repeat": 0})
+    assert response.status_code == 422
+    assert response.text == (
+        "request validation error: repeat must be an integer from 1 to 10, got 0"
+    )
+    assert server.post(json={"text": "hi", "color": "red"}).status_code == 422
+    assert server.post(content=b"{oops").status_code == 400
+
+
+def test_python_metrics(start_server: StartServer) -> None:
+    metrics_port = free_port()
+    server = start_server(EXAMPLES / "python_metrics.py", "--metrics-port", str(metrics_port))
+    for text in ("a", "bb", "ccc"):
+        assert server.post(json={"text": text}).status_code == 200
+
+    def counted() -> float:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return 0.0
+        samples = re.findall(r"^example_requests_total\{[^}]*\} (\S+)$", text, re.MULTILINE)
+        return sum(float(value) for value in samples)
+
+    assert wait_until(lambda: counted() == 3.0, 30, "three requests in the Python metrics")
+
+
+def test_demo() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "demo.py")],
+        cwd=REPO,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert sorted(answer["text"] for answer in answers) == [f"hello {n}" for n in range(8)]
+    assert "server stopped with exit code 0" in result.stdout
