@@ -189,6 +189,8 @@ class Loop:
 
     def handle(self, batch: Sequence[Received]) -> list[Reply]:
         """Turn one BATCH into the items of its RESULT."""
+        if len(batch) == 1 and not self.batched:
+            return [self._handle_one(*batch[0])]
         replies: list[Reply] = [(task_id, STATUS_OK, b"") for task_id, _, _ in batch]
         positions: list[int] = []
         inputs: list[Any] = []
@@ -228,6 +230,28 @@ class Loop:
                 continue
             replies[index] = (task_id, STATUS_OK, encoded)
         return replies
+
+    def _handle_one(self, task_id: int, flags: int, payload: bytes) -> Reply:
+        """The common case, an unbatched stage's single item, without the batch bookkeeping."""
+        worker = self.worker
+        step = "decoding"
+        try:
+            if flags & FLAG_INGRESS:
+                data = worker.deserialize(payload)
+            else:
+                data = worker.deserialize_ipc(payload)
+            step = "forward"
+            output = self._call_forward(data)
+            step = "encoding"
+            if flags & FLAG_EGRESS:
+                encoded = worker.serialize(output)
+            else:
+                encoded = worker.serialize_ipc(output)
+            if not isinstance(encoded, bytes):
+                encoded = bytes(encoded)
+        except (Exception, MosecTimeoutError) as err:
+            return (task_id, *self._failure(err, step))
+        return (task_id, STATUS_OK, encoded)
 
     def _forward_one(self, data: Any, replies: list[Reply], index: int) -> Any:
         try:
