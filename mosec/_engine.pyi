@@ -1,19 +1,29 @@
 """The Rust engine (see docs/engine-interface.md)."""
 
+from typing import final
+
+from typing_extensions import Self
+
+__all__ = ["Engine", "default_config", "version"]
+
 def default_config() -> str:
     """JSON of the engine config with every default."""
 
 def version() -> str:
     """The crate version, e.g. ``"0.1.0"``."""
 
+@final
 class Engine:
     """The HTTP server, task table, batcher and worker links, in Rust-owned threads."""
 
-    def __init__(self, config_json: str) -> None:
+    def __new__(cls, config_json: str) -> Self:
         """Parse and validate the config; ValueError when it is invalid."""
 
     def start(self) -> None:
         """Bind HTTP and the worker socket and start the threads; OSError on a taken port."""
+
+    def port(self) -> int:
+        """The HTTP port bound (useful with port 0)."""
 
     def is_ready(self) -> bool:
         """Whether every stage has all its workers connected (the rule of ``GET /``)."""
