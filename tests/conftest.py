@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-from server_util import Server, run_server
-
-StartServer = Callable[..., Server]
+from server_util import Server, StartServer, run_server
 
 
 @pytest.fixture

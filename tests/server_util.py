@@ -33,6 +33,10 @@ STOP_TIMEOUT_S = 20.0
 POLL_S = 0.05
 
 
+#: The ``start_server`` fixture's type: ``start_server(script, *args, env=..., wait=...)``.
+StartServer = Callable[..., "Server"]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import StartServer
+from server_util import StartServer
 
 from mosec import _engine
 from mosec.args import parse_arguments, parse_bool

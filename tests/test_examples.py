@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import httpx
-from conftest import StartServer
-from server_util import EXAMPLES, REPO, free_port, server_env, wait_until
+from server_util import EXAMPLES, REPO, StartServer, free_port, server_env, wait_until
 
 
 def test_echo_pipeline(start_server: StartServer) -> None:

@@ -9,9 +9,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import StartServer
 from inflight import Hold, Request
-from server_util import wait_until
+from server_util import StartServer, wait_until
 
 
 def test_sigterm_drains_then_exits_0(start_server: StartServer, tmp_path: Path) -> None:
@@ -111,3 +110,33 @@ def test_debug_logs_are_readable_text(start_server: StartServer) -> None:
     assert python_lines
     assert not any(line.startswith("{") for line in python_lines)
     assert any(" DEBUG " in line for line in python_lines)
+
+
+def _gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_exit_when_the_server_is_killed(start_server: StartServer, tmp_path: Path) -> None:
+    server = start_server("env_worker.py", env={"TEST_OUT_DIR": str(tmp_path)})
+    pids = [json.loads((tmp_path / f"init-{n}.json").read_text())["pid"] for n in (1, 2)]
+    assert not any(_gone(pid) for pid in pids)
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait_exit()
+    # The engine's end of each worker link closed with the process: the workers see EOF.
+    wait_until(lambda: all(_gone(pid) for pid in pids), 30, "the orphaned workers to exit")
+
+
+def test_every_start_method_serves(start_server: StartServer) -> None:
+    server = start_server("start_methods.py")
+    pids = set()
+    for method in ("spawn", "fork", "forkserver"):
+        response = server.post(f"/{method}", json={})
+        assert response.status_code == 200, response.text
+        pids.add(response.json()["pid"])
+    assert len(pids) == 3 and server.pid not in pids
+    assert server.terminate() == 0

@@ -7,9 +7,8 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import StartServer
 from inflight import Hold, Request
-from server_util import wait_until
+from server_util import StartServer, wait_until
 
 REMAINING = "mosec_service_remaining_task"
 

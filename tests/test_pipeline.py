@@ -6,7 +6,7 @@ import concurrent.futures
 from pathlib import Path
 
 import msgpack
-from conftest import StartServer
+from server_util import StartServer
 
 
 def test_three_stages_with_batching_in_the_middle(start_server: StartServer) -> None:
