@@ -1,4 +1,94 @@
-//! The mmap arena store (filled in by the data-plane issue).
+//! The mmap arena: mosec's default object store. One shared-memory file per server, mapped by
+//! the engine and every worker; a stage's output is written into it once and only a 32-byte
+//! [`Reference`] crosses the worker link.
+//!
+//! ```no_run
+//! use shm::Arena;
+//! # fn main() -> Result<(), shm::ShmError> {
+//! let arena = Arena::create("/dev/shm", 512 << 20)?; // the server, at start
+//! let mut draft = arena.alloc(12 << 20)?;            // a producer
+//! draft.as_mut_slice().fill(1);
+//! let reference = draft.seal()?;                     // 32 bytes travel: reference.to_bytes()
+//! let view = arena.resolve(&reference)?;             // a consumer: zero-copy, read-only
+//! assert_eq!(view[0], 1);
+//! drop(view);
+//! arena.free(&reference)?;                           // the engine, when the task is done
+//! # Ok(()) }
+//! ```
 //!
 //! # Layout
-//! Empty for now: the engine core carries payloads inline on the worker link.
+//! - `error.rs`: [`ShmError`], the one error type, with the numbers needed to act on each.
+//! - `reference.rs`: [`Reference`] (arena id, offset, size, generation; 32-byte wire form) and
+//!   [`Span`].
+//! - `arena.rs`: [`Arena`]: create/open, alloc, seal, resolve, locate, free, adopt,
+//!   reclaim_owner, sweep_stale, [`Stats`].
+//! - `handle.rs`: [`Draft`] (a producer's write access) and [`View`] (a reader's pin).
+//! - `allocator.rs`: the two-level segregated-fit allocator over the shared data region, and
+//!   its crash recovery.
+//! - `header.rs`: the arena header and 64-byte block headers as laid out in the file.
+//! - `mapping.rs`: `mmap` and typed access to the mapping. **Unsafe.**
+//! - `lock.rs`: the robust process-shared mutex and the futex. **Unsafe.**
+//! - `process.rs`: pid liveness and start times from /proc, random ids.
+//!
+//! # Unsafe code
+//! `mapping.rs` and `lock.rs` define all of it, each block with a `// SAFETY:` line and each
+//! unsafe fn with a `# Safety` section; `handle.rs` calls the two unsafe payload-slice functions
+//! under the arena protocol. Every other module is compiled with `unsafe_code` denied.
+//! `mapping.rs` documents the hazard of memory modified by another process.
+//!
+//! # Design, and where it departs from the first plan
+//! - **One file, made once.** `/dev/shm/mosec-arena-<server pid>-<arena id>`, created with
+//!   `O_CREAT | O_EXCL` and mode 0600, its memory reserved with `posix_fallocate` (a too-small
+//!   /dev/shm fails at start with a clear message instead of `SIGBUS` mid-request) and mapped
+//!   `MAP_SHARED | MAP_POPULATE` in every process, so requests pay no page faults. No file,
+//!   `mmap` or `unlink` per object.
+//! - **Allocator state lives in the mapping** (the header), so every process allocates and
+//!   frees without asking the engine, under one robust process-shared pthread mutex (why not a
+//!   spinlock: see `lock.rs`). A process killed while holding it is detected by the kernel
+//!   (`EOWNERDEAD`); the next locker rebuilds the allocator state from the chain of block
+//!   headers, which every update keeps walkable.
+//! - **TLSF instead of a buddy allocator** (why: see `allocator.rs`): a buddy system would round a
+//!   12 MiB tensor to 16 MiB and a 192 MiB batch to 256 MiB. TLSF keeps 64-byte granularity,
+//!   coalesces at once, and reuses the most recently freed block of a size class first (LIFO,
+//!   warm in cache).
+//! - **Block metadata sits in a 64-byte header in front of each payload**, so references need
+//!   no table, payloads stay 64-byte aligned, and validation is one cache line: arena id,
+//!   bounds, a block magic, the header's own offset, the generation and the size must all
+//!   match. Threat model: bugs (stale, double-freed, corrupted or foreign references), not
+//!   hostile code in a worker, which can write the whole mapping anyway.
+//! - **States**: `Writing` (a [`Draft`] in the producer) → `Sealed`, or `Writing` → `Leased`
+//!   (handed to a Python writer) → `Sealed` via [`Arena::seal`]. Only sealed objects resolve.
+//! - **Pins (an addition)**: a [`View`] pins its object; a `free` meanwhile (from any process)
+//!   marks it `Doomed` and the last unpin releases it. This keeps `resolve`'s `&[u8]` sound in
+//!   the engine while tasks are released concurrently. Processes that map the file themselves
+//!   use [`Arena::locate`] and do not pin: the engine frees an object only after its consumer
+//!   stage has finished with it.
+//! - **Ownership hand-over (an addition)**: an object belongs to the pid that allocated it, so
+//!   [`Arena::reclaim_owner`] frees what a dead worker left; the engine calls [`Arena::adopt`]
+//!   on each reference a worker returns, so a finished output is not reclaimed with its
+//!   producer while the next stage still needs it.
+//! - **Bounded waits**: [`Arena::alloc`] fails at once with [`ShmError::Full`];
+//!   [`Arena::alloc_wait`] sleeps on a futex in the header that every release bumps.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
+mod allocator;
+mod arena;
+mod error;
+#[allow(unsafe_code)]
+mod handle;
+mod header;
+#[allow(unsafe_code)]
+mod lock;
+#[allow(unsafe_code)]
+mod mapping;
+mod process;
+mod reference;
+
+pub use arena::{Arena, Stats, FILE_PREFIX};
+pub use error::{Result, ShmError};
+pub use handle::{Draft, View};
+pub use reference::{Reference, Span};
