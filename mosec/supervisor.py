@@ -273,21 +273,23 @@ class Supervisor:
         slot.process = None
         slot.connected = False
         slot.failed_starts = slot.failed_starts + 1 if failed_start else 0
-        how = (
-            f"was killed by signal {-code}"
-            if code is not None and code < 0
-            else (f"exited with code {code}")
+        if code is not None and code < 0:
+            how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        streak = f" (failed start {slot.failed_starts} in a row)" if failed_start else ""
+        give_up = slot.failed_starts >= MAX_FAILED_STARTS and not any(
+            other.alive and other.connected for other in self._slots if other.stage is slot.stage
         )
         logger.warning(
-            "worker %s %s after %.1fs%s; restarting",
+            "worker %s %s after %.1fs%s%s",
             slot.name,
             how,
             lived,
-            "" if not failed_start else f" (failed start {slot.failed_starts} in a row)",
+            streak,
+            "" if give_up else "; restarting",
         )
-        if slot.failed_starts >= MAX_FAILED_STARTS and not any(
-            other.alive and other.connected for other in self._slots if other.stage is slot.stage
-        ):
+        if give_up:
             logger.error(
                 "stage %s cannot keep a worker alive: worker %s failed to start %d times in a "
                 "row; stopping the server",

@@ -81,6 +81,14 @@ def test_a_worker_that_cannot_start_stops_the_server(start_server: StartServer) 
     assert "cannot keep a worker alive" in logs
 
 
+def test_a_crash_loop_stops_the_server(start_server: StartServer) -> None:
+    server = start_server("crash.py", "--after-connect", wait=False)
+    assert server.wait_exit(60) != 0
+    logs = server.logs()
+    assert "exited with code 3" in logs
+    assert "cannot keep a worker alive" in logs
+
+
 def test_per_worker_env_and_worker_id_in_init(start_server: StartServer, tmp_path: Path) -> None:
     server = start_server("env_worker.py", env={"TEST_OUT_DIR": str(tmp_path)})
     seen = {}
