@@ -115,9 +115,13 @@ class Server:
             logger.error("no worker: call append_worker or register_runtime before run")
             sys.exit(2)
         # Signals are handled from here on, so a Ctrl-C during start-up still cleans up.
+        try:
+            socket_dir, owned = _socket_dir(args.path)
+        except OSError as err:
+            logger.error("cannot create the socket directory %r: %s", args.path, err)
+            sys.exit(2)
         supervisor = Supervisor(self._daemons)
         supervisor.install_signal_handlers()
-        socket_dir, owned = _socket_dir(args.path)
         code = 1
         try:
             code = self._serve(args, supervisor, os.path.join(socket_dir, "engine.sock"))
@@ -160,7 +164,7 @@ class Server:
         logger.info(
             "engine listening on %s:%s",
             args.address,
-            args.port,
+            engine.port(),  # the bound one, when --port 0 asked the OS to pick
             extra={"routes": [route["path"] for route in routes], "socket": socket_path},
         )
         return supervisor.run(engine, stages, socket_path, args)
