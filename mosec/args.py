@@ -65,15 +65,14 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-# Give argparse's error messages a readable type name instead of "_positive_int".
-for _func, _name in (
-    (parse_bool, "boolean"),
-    (_log_level, "log level"),
-    (_positive_int, "positive integer"),
-    (_port, "port"),
-    (_non_negative_int, "non-negative integer"),
-):
-    _func.__name__ = _name
+def _named(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Wrap a parser so argparse's errors say "invalid <name> value" instead of its __name__."""
+
+    def wrapper(text: str) -> Any:
+        return parse(text)
+
+    wrapper.__name__ = name
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -94,16 +93,21 @@ class _Flag:
         return "MOSEC_" + self.dest.upper()
 
 
+_POSITIVE = _named("positive integer", _positive_int)
+_NON_NEGATIVE = _named("non-negative integer", _non_negative_int)
+_PORT = _named("port", _port)
+_LOG_LEVEL = _named("log level", _log_level)
+
 _FLAGS = (
     _Flag("path", None, str, "directory for the worker sockets (default: a new temporary one)"),
-    _Flag("capacity", "capacity", _positive_int, "most requests in flight; one more gets 429"),
-    _Flag("timeout", "timeout_ms", _positive_int, "request deadline in milliseconds (408)"),
-    _Flag("wait", "wait_ms", _non_negative_int, "default batch max_wait_time in milliseconds"),
+    _Flag("capacity", "capacity", _POSITIVE, "most requests in flight; one more gets 429"),
+    _Flag("timeout", "timeout_ms", _POSITIVE, "request deadline in milliseconds (408)"),
+    _Flag("wait", "wait_ms", _NON_NEGATIVE, "default batch max_wait_time in milliseconds"),
     _Flag("address", "address", str, "address the HTTP server binds"),
-    _Flag("port", "port", _port, "port the HTTP server binds"),
+    _Flag("port", "port", _PORT, "port the HTTP server binds"),
     _Flag("namespace", "namespace", str, "prefix of the Prometheus metric names"),
-    _Flag("log-level", "log_level", _log_level, "debug, info, warning or error"),
-    _Flag("max-request-size", "max_request_size", _positive_int, "largest body in bytes (413)"),
+    _Flag("log-level", "log_level", _LOG_LEVEL, "debug, info, warning or error"),
+    _Flag("max-request-size", "max_request_size", _POSITIVE, "largest body in bytes (413)"),
 )
 
 
@@ -136,14 +140,14 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
             dest=flag.dest,
             type=flag.parse,
             default=_from_env(parser, flag.env, flag.parse, environ, default),
-            help=f"{flag.help} [env {flag.env}]",
+            help=f"{flag.help} [env {flag.env}; default %(default)s]",
         )
     parser.add_argument(
         "--debug",
         dest="debug",
         nargs="?",
         const=True,
-        type=parse_bool,
+        type=_named("boolean", parse_bool),
         default=_from_env(parser, "MOSEC_DEBUG", parse_bool, environ, False),
         help="debug logs in readable text (same as --log-level debug) [env MOSEC_DEBUG]",
     )
