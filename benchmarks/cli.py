@@ -151,11 +151,7 @@ def command_run(args: argparse.Namespace) -> int:
     tables = []
     for summary in summaries:
         scenario = by_name[summary["scenario"]]
-        note = (
-            f"{settings.connections(scenario)} connections, "
-            f"{settings.repeats} × {settings.duration_s} s after {settings.warmup_s} s warm-up"
-        )
-        tables.append(markdown(summary, scenario, note))
+        tables.append(markdown(summary, scenario, _load_note(settings, scenario)))
         if not args.no_plots:
             _plot(summary, scenario, outdir, log)
     skipped += outcome.skipped
@@ -171,6 +167,14 @@ def command_run(args: argparse.Namespace) -> int:
     print(text)
     log(f"results in {outdir}")
     return 0 if outcome.samples else 1
+
+
+def _load_note(settings: Settings, scenario) -> str:
+    """How a scenario was loaded: ``16 connections, 3 × 10 s after 2 s warm-up``."""
+    return (
+        f"{settings.connections(scenario)} connections, {settings.repeats} × "
+        f"{settings.duration(scenario)} s after {settings.warmup_s} s warm-up"
+    )
 
 
 def _plot(summary, scenario, outdir: Path, log) -> None:

@@ -7,6 +7,7 @@ sum of RSS over the tree seen at any sample.
 """
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
@@ -85,3 +86,48 @@ class ResourceMonitor:
         if rss > self._peak_rss:
             self._peak_rss = rss
         self._peak_count = max(self._peak_count, count)
+
+
+def tree_cpu_s(trees: Sequence[ProcessTree]) -> float:
+    """CPU seconds used so far by the live processes of ``trees``."""
+    total = 0.0
+    for proc in [p for tree in trees for p in tree.processes()]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def cpu_rate(trees: Sequence[ProcessTree], seconds: float) -> float:
+    """The trees' CPU use over the next ``seconds``, in cores (1.0 = one core busy)."""
+    before = tree_cpu_s(trees)
+    time.sleep(seconds)
+    return (tree_cpu_s(trees) - before) / seconds
+
+
+def wait_idle(
+    trees: Sequence[ProcessTree],
+    timeout_s: float,
+    idle_rate: float = 0.0,
+    interval_s: float = 0.2,
+    busy_fraction: float = 0.1,
+) -> float:
+    """Wait until the trees are back to idle: two intervals in a row under ``idle_rate`` (their
+    own CPU use when idle, some servers poll) plus ``busy_fraction`` of a core.
+
+    The load generator abandons its in-flight requests when a run ends, but the server still
+    computes them; measuring before they are done would charge them to the next run (and for slow
+    scenarios leave it no time at all). Returns the seconds waited, at most ``timeout_s``.
+    """
+    start = time.monotonic()
+    quiet = 0
+    last = tree_cpu_s(trees)
+    limit = (idle_rate + busy_fraction) * interval_s
+    while quiet < 2 and time.monotonic() - start < timeout_s:
+        time.sleep(interval_s)
+        now = tree_cpu_s(trees)
+        quiet = quiet + 1 if now - last < limit else 0
+        last = now
+    return time.monotonic() - start

@@ -8,14 +8,13 @@ when anything goes wrong, including Ctrl-C.
 """
 
 import datetime
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from benchmarks.catalog import Target
 from benchmarks.loadgen import LoadGenError, Wrk
-from benchmarks.monitor import ResourceMonitor
+from benchmarks.monitor import ResourceMonitor, wait_idle
 from benchmarks.progress import Progress
 from benchmarks.redis_daemon import RedisError
 from benchmarks.scenarios import Scenario
@@ -46,6 +45,10 @@ class Settings:
     def connections(self, scenario: Scenario) -> int:
         """The concurrency used for ``scenario``."""
         return self.concurrency or scenario.concurrency
+
+    def duration(self, scenario: Scenario) -> int:
+        """The measured seconds for ``scenario``: never under its own minimum."""
+        return max(self.duration_s, scenario.min_duration_s)
 
 
 @dataclass
@@ -118,14 +121,16 @@ def _measure(
 ):
     """One warm-up and one measured run; returns the sample, or why it failed."""
     connections = settings.connections(scenario)
+    duration_s = settings.duration(scenario)
     wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name)
     try:
         if settings.warmup_s > 0:
             wrk.run(connections, settings.warmup_s, scenario.timeout_s)
+        settle_s = wait_idle(server.trees, scenario.timeout_s, server.idle_cpu)
         started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         with ResourceMonitor(server.trees) as monitor:
-            load = wrk.run(connections, settings.duration_s, scenario.timeout_s)
-        time.sleep(0.1)
+            load = wrk.run(connections, duration_s, scenario.timeout_s)
+        settle_s += wait_idle(server.trees, scenario.timeout_s, server.idle_cpu)
     except LoadGenError as err:
         return f"load run failed: {err}"
     usage = monitor.usage()
@@ -136,7 +141,8 @@ def _measure(
         "position": position,
         "started": started,
         "concurrency": connections,
-        "duration_s": settings.duration_s,
+        "duration_s": duration_s,
+        "settle_s": settle_s,
         "load": load.to_dict(),
         "rps": load.rps,
         "p50_ms": load.p50_ms,
@@ -146,6 +152,7 @@ def _measure(
         "cpu_ms_per_request": usage.cpu_s * 1e3 / load.ok_requests if load.ok_requests else None,
         "peak_rss_mib": usage.peak_rss_bytes / MIB,
         "processes": usage.processes,
+        "idle_cpu_cores": server.idle_cpu,
     }
 
 

@@ -27,6 +27,8 @@ class Scenario:
             which IPC mixins can run it and which would only repeat the pickle target.
         params: the scenario's server-side parameters, merged into ``spec``.
         timeout_s: per-request timeout for the load generator and the server.
+        min_duration_s: shortest measured run, even in ``--quick`` (a 192 MiB request takes
+            about a second here, so a 2 s run would measure one or two requests).
         missing: why the scenario cannot run yet, or ``None`` when it can.
     """
 
@@ -39,6 +41,7 @@ class Scenario:
     ipc: str = "none"
     params: Dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 10.0
+    min_duration_s: int = 1
     missing: Optional[str] = None
 
     @property
@@ -63,7 +66,7 @@ class Scenario:
         return None
 
 
-def _tensor(name: str, size: int, concurrency: int, timeout_s: float) -> Scenario:
+def _tensor(name: str, size: int, concurrency: int, timeout_s: float, min_s: int) -> Scenario:
     """A two-stage tensor hand-off: stage 1 makes ``size`` bytes of float32, stage 2 reads them."""
     elements = size // 4
     return Scenario(
@@ -76,6 +79,7 @@ def _tensor(name: str, size: int, concurrency: int, timeout_s: float) -> Scenari
         ipc="tensor",
         params={"tensor_bytes": size},
         timeout_s=timeout_s,
+        min_duration_s=min_s,
     )
 
 
@@ -99,9 +103,9 @@ SCENARIOS: Tuple[Scenario, ...] = (
         concurrency=16,
         ipc="json",
     ),
-    _tensor("tensor-1m", MIB, concurrency=8, timeout_s=10.0),
-    _tensor("tensor-12m", 12 * MIB, concurrency=4, timeout_s=30.0),
-    _tensor("tensor-192m", 192 * MIB, concurrency=2, timeout_s=60.0),
+    _tensor("tensor-1m", MIB, concurrency=8, timeout_s=10.0, min_s=1),
+    _tensor("tensor-12m", 12 * MIB, concurrency=4, timeout_s=30.0, min_s=2),
+    _tensor("tensor-192m", 192 * MIB, concurrency=2, timeout_s=60.0, min_s=6),
     Scenario(
         name="batch",
         description="1 stage, dynamic batching (batch 16, wait 10 ms) under 64 connections",

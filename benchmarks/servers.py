@@ -3,7 +3,8 @@
 The server runs its target's script under its runtime's interpreter, listening on a free port on
 127.0.0.1, with the scenario's spec in ``BENCH_SPEC`` and the IPC mixin in ``BENCH_IPC_MIXIN``.
 It is ready once a real request answers 200 with a correct body (so a server that answers
-health checks but computes the wrong thing never gets measured). A Redis target gets its own
+health checks but computes the wrong thing never gets measured); then its idle CPU use is taken,
+the level ``monitor.wait_idle`` waits for between runs. A Redis target gets its own
 redis-server, started first and stopped last, whose CPU and memory count as the target's.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from benchmarks.catalog import Target
+from benchmarks.monitor import cpu_rate, wait_idle
 from benchmarks.net import free_port, request
 from benchmarks.processes import ProcessTree
 from benchmarks.redis_daemon import RedisDaemon
@@ -40,6 +42,7 @@ class TargetServer:
         self.port = 0
         self.redis: Optional[RedisDaemon] = None
         self.tree: Optional[ProcessTree] = None
+        self.idle_cpu = 0.0  # cores used while idle, measured once ready (some servers poll)
 
     @property
     def url(self) -> str:
@@ -76,6 +79,8 @@ class TargetServer:
             self.tree = ProcessTree(argv, self.logdir / f"{stem}.log", env=env, cwd=TARGETS_DIR)
             self.tree.start()
             self._wait_ready(timeout_s)
+            wait_idle(self.trees, self.scenario.timeout_s, idle_rate=0.5)
+            self.idle_cpu = cpu_rate(self.trees, 0.5)
         except BaseException:
             self.stop()
             raise

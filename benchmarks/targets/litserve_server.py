@@ -3,7 +3,9 @@
 LitServe runs one stage per request (decode, predict, encode in one worker), so it has no
 multi-stage pipeline and no inter-stage tensor hand-off to compare. Configured like
 ``mosec_server.py``: ``BENCH_SPEC`` in the environment, ``--address`` and ``--port`` on the
-command line. It serves ``POST /predict`` and ``GET /health``.
+command line. It serves ``POST /predict`` and ``GET /health``. It uses ``fast_queue=True``
+(ZeroMQ between the HTTP server and the worker), which LitServe's own docs recommend above
+100 requests per second, with one HTTP server process and one worker, like the mosec targets.
 """
 
 import argparse
@@ -67,7 +69,7 @@ if __name__ == "__main__":
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args, _ = parser.parse_known_args()
-    server = ls.LitServer(make_api(), accelerator="cpu", workers_per_device=1)
+    server = ls.LitServer(make_api(), accelerator="cpu", workers_per_device=1, fast_queue=True)
     server.run(
         host=args.address,
         port=args.port,
