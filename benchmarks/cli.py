@@ -8,6 +8,7 @@
 import argparse
 import datetime
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from benchmarks.runner import Settings, run_plan, steps
 from benchmarks.runtimes import HERE, RUNTIMES
 from benchmarks.selection import select
 
+RUN_ID = "BENCH_RUN_ID"  # environment variable that marks every process of one run
 QUICK = Settings(duration_s=2, warmup_s=1, repeats=1)
 FULL = Settings(duration_s=10, warmup_s=2, repeats=3)
 
@@ -131,11 +133,12 @@ def command_run(args: argparse.Namespace) -> int:
     for skip in skipped:
         log(f"skip {skip.scenario} / {skip.target}: {skip.reason}")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    outdir = args.results_dir / stamp
-    outdir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault(RUN_ID, stamp)  # inherited by every process the run starts
+    outdir = _fresh_dir(args.results_dir, stamp)
     meta = {
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
+        "run_id": os.environ[RUN_ID],
         "settings": vars(settings),
         "machine": describe(),
         "runtimes": probes,
@@ -167,6 +170,19 @@ def command_run(args: argparse.Namespace) -> int:
     print(text)
     log(f"results in {outdir}")
     return 0 if outcome.samples else 1
+
+
+def _fresh_dir(parent: Path, stamp: str) -> Path:
+    """A new directory ``parent/stamp`` (``stamp-2``, ``-3`` ... when runs start in one second)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        path = parent / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise SystemExit(f"no free result directory under {parent}")
 
 
 def _load_note(settings: Settings, scenario) -> str:

@@ -2,7 +2,8 @@
 
 It answers ``GET /`` with 200 and echoes any ``POST`` body back as JSON, so the harness can be
 exercised without any serving stack. Two flags make it a test of process clean-up:
-``--spawn-child`` starts a long-sleeping child process (a worker that must be stopped too), and
+``--spawn-child`` starts a long-sleeping child process that ignores SIGTERM (a stuck worker),
+``--spawn-detached`` starts one in a session of its own (out of the process group), and
 ``--ignore-sigterm`` makes the server ignore SIGTERM so that only SIGKILL stops it.
 """
 
@@ -43,13 +44,16 @@ def main():
     parser.add_argument("--address", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--spawn-child", action="store_true")
+    parser.add_argument("--spawn-detached", action="store_true")
     parser.add_argument("--ignore-sigterm", action="store_true")
     args, _ = parser.parse_known_args()
     if args.ignore_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
     if args.spawn_child:
-        code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
         subprocess.Popen([sys.executable, "-c", code])
+    if args.spawn_detached:
+        subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     server = ThreadingHTTPServer((args.address, args.port), Handler)
     print(f"stub server on {args.address}:{args.port}", flush=True)
     server.serve_forever()
