@@ -24,11 +24,17 @@ def _bars(axis, rows: List[Dict[str, Any]], metric: str, title: str, baseline: s
         if row["target"] == baseline:
             colors[-1] = "tab:orange"
     positions = list(range(len(names)))
-    axis.bar(positions, medians, yerr=[below, above], color=colors, capsize=4)
+    bars = axis.bar(positions, medians, yerr=[below, above], color=colors, capsize=4)
+    axis.bar_label(bars, labels=[_short(m) for m in medians], fontsize=7, padding=2)
     axis.set_xticks(positions)
     axis.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
     axis.set_title(title, fontsize=10)
     axis.grid(axis="y", alpha=0.3)
+
+
+def _short(value: float) -> str:
+    """A bar label: three significant digits."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
 def plot_scenario(summary: Dict[str, Any], title: str, path: Path) -> Path:

@@ -2,8 +2,8 @@
 
 The baseline of a scenario is the ``--baseline`` target when it was measured there, else
 ``upstream-pickle`` when measured, else the first target measured. Ratios are paired per repeat
-(see ``stats``): ``req/s ×`` above 1 means more throughput than the baseline, ``p99 ×`` below 1
-means a lower tail latency.
+(see ``stats``): ``req/s ×`` above 1 means more throughput than the baseline, ``p50 ×`` and
+``p99 ×`` below 1 mean lower latency.
 """
 
 from typing import Any, Dict, List, Optional, Sequence
@@ -51,7 +51,7 @@ def summarize(
         row: Dict[str, Any] = {"target": target, "errors": sum(s["errors"] for s in own)}
         for metric in METRICS:
             row[metric] = spread(v for v in by_repeat(own, metric).values())
-        for metric in ("rps", "p99_ms"):
+        for metric in ("rps", "p50_ms", "p99_ms"):
             values, base_values = paired(by_repeat(own, metric), by_repeat(base, metric))
             row[f"{metric}_ratio"] = ratio_spread(values, base_values)
         rows.append(row)
@@ -96,8 +96,8 @@ def markdown(summary: Dict[str, Any], scenario: Scenario, note: str) -> str:
         f"{note}; ratios against `{base}` in the same run.",
         "",
         "| target | req/s | p50 ms | p99 ms | CPU s | CPU ms/req | peak RSS MiB"
-        " | req/s × | p99 × | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " | req/s × | p50 × | p99 × | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in summary["rows"]:
         cells = [
@@ -109,6 +109,7 @@ def markdown(summary: Dict[str, Any], scenario: Scenario, note: str) -> str:
             cell(row["cpu_ms_per_request"]),
             cell(row["peak_rss_mib"]),
             cell(row["rps_ratio"], "×"),
+            cell(row["p50_ms_ratio"], "×"),
             cell(row["p99_ms_ratio"], "×"),
             str(row["errors"]),
         ]
