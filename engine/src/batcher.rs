@@ -21,6 +21,8 @@ pub struct Queued {
     pub flags: u16,
     /// The stage's input: the HTTP body or the previous stage's output.
     pub payload: Bytes,
+    /// The request id, passed to the worker for its logs.
+    pub request_id: Bytes,
 }
 
 /// A stage's queue: the sending end shared by HTTP and the links of earlier stages, the
@@ -92,6 +94,7 @@ mod tests {
             task_id,
             flags: 0,
             payload: Bytes::new(),
+            request_id: Bytes::new(),
         }
     }
 

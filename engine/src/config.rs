@@ -32,6 +32,14 @@ pub struct Config {
     pub socket_path: String,
     /// Threads of the engine's tokio runtime; 0 picks min(cores, 4).
     pub engine_threads: usize,
+    /// Accept gzip/zstd request bodies and compress responses by `accept-encoding`.
+    pub compression: bool,
+    /// Milliseconds between keep-alive comments on an idle event stream.
+    pub sse_keepalive_ms: u64,
+    /// The OpenAPI document served at `/openapi/metadata.json` (JSON text; empty: none).
+    pub openapi: String,
+    /// Folder of the Swagger UI assets served under `/openapi/swagger/` (empty: none).
+    pub swagger_dir: String,
     /// The stages, referenced by index from `routes`.
     pub stages: Vec<StageConfig>,
     /// The HTTP routes and the stages each one runs through.
@@ -62,6 +70,9 @@ pub struct RouteConfig {
     pub stages: Vec<usize>,
     /// Content type of a successful response (the egress worker's `resp_mime_type`).
     pub mime: String,
+    /// The egress worker streams server-sent events.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// Paths the engine serves itself; no route may take them.
@@ -92,6 +103,10 @@ impl Default for Config {
             log_json: true,
             socket_path: String::new(),
             engine_threads: 0,
+            compression: false,
+            sse_keepalive_ms: 15_000,
+            openapi: String::new(),
+            swagger_dir: String::new(),
             stages: Vec::new(),
             routes: Vec::new(),
         }
@@ -123,6 +138,14 @@ impl Config {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         if self.timeout_ms == 0 {
             return invalid("timeout must be positive".into());
+        }
+        if self.sse_keepalive_ms == 0 {
+            return invalid("sse_keepalive_ms must be positive".into());
+        }
+        if !self.openapi.is_empty()
+            && serde_json::from_str::<serde_json::Value>(&self.openapi).is_err()
+        {
+            return invalid("the OpenAPI document is not valid JSON".into());
         }
         if self.capacity == 0 {
             return invalid("capacity must be positive".into());
@@ -191,6 +214,7 @@ mod tests {
                 path: "/inference".into(),
                 stages: vec![0],
                 mime: "application/json".into(),
+                stream: false,
             }],
             ..Config::default()
         }

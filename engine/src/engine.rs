@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::error::EngineError;
+use crate::http::documents::Documents;
 use crate::http::serve_http;
 use crate::link::serve_links;
 use crate::logging;
@@ -99,7 +100,11 @@ impl Engine {
             .local_addr()
             .map(|a| a.port())
             .unwrap_or(self.config.port);
-        let shared = Arc::new(Shared::new(self.config.clone()));
+        let documents = Documents::load(&self.config).map_err(|source| EngineError::Documents {
+            path: self.config.swagger_dir.clone(),
+            source,
+        })?;
+        let shared = Arc::new(Shared::new(self.config.clone(), documents));
         let http = runtime.spawn(serve_http(tcp, shared.clone()));
         runtime.spawn(serve_links(unix, shared.clone()));
         info!(address = %address, port, routes = shared.routes.len(), "engine listening");

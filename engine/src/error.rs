@@ -24,6 +24,14 @@ pub enum EngineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The Swagger UI assets could not be read.
+    #[error("cannot read the Swagger UI assets in {path}: {source}")]
+    Documents {
+        /// Folder that failed.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The tokio runtime could not start.
     #[error("cannot start the engine runtime: {0}")]
     Runtime(std::io::Error),

@@ -1,19 +1,22 @@
-//! Serving one worker process over its Unix socket: hand it batches, route its results.
+//! Serving one worker process over its Unix socket: hand it batches, route its results and
+//! stream events, and tell it when a client it is working for has gone.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, BufWriter};
+use bytes::Bytes;
+use tokio::io::BufWriter;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::batcher::{collect, Queued};
 use crate::protocol::{read_frame, write_items, Frame, FrameKind, Hello, Item, ProtocolError};
 use crate::state::{stopped, Shared, Stage};
-use crate::tasks::{Advance, Outcome};
+use crate::tasks::{Advance, Outcome, TaskId};
 
 /// How long a fresh connection may take to introduce itself.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,11 +53,31 @@ impl Drop for Connected<'_> {
     }
 }
 
-/// What interrupted waiting for a batch.
-enum Wake {
-    Batch(Option<Instant>),
-    WorkerGone,
-    Shutdown,
+/// Stops the socket reader task when the link ends, whichever way it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads frames off the socket into a channel, so the link can wait on frames and on other
+/// events at once without cancelling a half-read frame.
+fn spawn_reader(
+    mut reader: OwnedReadHalf,
+) -> (mpsc::Receiver<Result<Frame, ProtocolError>>, AbortOnDrop) {
+    let (frames, received) = mpsc::channel(16);
+    let task = tokio::spawn(async move {
+        loop {
+            let frame = read_frame(&mut reader).await;
+            let failed = frame.is_err();
+            if frames.send(frame).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    (received, AbortOnDrop(task))
 }
 
 async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
@@ -77,12 +100,16 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
         stage = %stage.label.stage, worker_id = hello.worker_id, pid = hello.pid,
         "worker connected"
     );
+    let (frames, _reader) = spawn_reader(reader);
+    let (cancel_sender, cancelled) = mpsc::unbounded_channel();
     let mut link = Link {
         shared: &shared,
         stage,
         hello,
-        reader,
+        frames,
         writer: BufWriter::new(writer),
+        cancel_sender,
+        cancelled,
     };
     let reason = link.run().await;
     info!(
@@ -91,12 +118,25 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
     );
 }
 
+/// What interrupted waiting for a batch.
+enum Wake {
+    Batch(Option<Instant>),
+    WorkerGone,
+    Shutdown,
+}
+
 struct Link<'a> {
     shared: &'a Shared,
     stage: &'a Stage,
     hello: Hello,
-    reader: OwnedReadHalf,
+    /// Frames from the worker, read by the reader task.
+    frames: mpsc::Receiver<Result<Frame, ProtocolError>>,
     writer: BufWriter<OwnedWriteHalf>,
+    /// Registered with every task this link holds; the task table sends its id when the
+    /// task is abandoned.
+    cancel_sender: mpsc::UnboundedSender<TaskId>,
+    /// Ids of held tasks whose clients left, to pass on to the worker.
+    cancelled: mpsc::UnboundedReceiver<TaskId>,
 }
 
 impl Link<'_> {
@@ -106,12 +146,11 @@ impl Link<'_> {
         let max_batch_size = self.stage.config.max_batch_size;
         let mut batch: Vec<Queued> = Vec::with_capacity(max_batch_size);
         loop {
-            let mut probe = [0u8; 1];
             let wake = tokio::select! {
                 () = stopped(&mut shutdown) => Wake::Shutdown,
-                // A worker never speaks while idle: a read that completes means it closed (or
+                // A worker never speaks while idle: a frame or an error now means it closed (or
                 // broke the protocol), so its queue items must go to another worker.
-                _ = self.reader.read(&mut probe) => Wake::WorkerGone,
+                _ = self.frames.recv() => Wake::WorkerGone,
                 opened = collect(&self.stage.queue.receiver, &mut batch, max_batch_size, self.stage.max_wait) => Wake::Batch(opened),
             };
             let opened = match wake {
@@ -121,29 +160,20 @@ impl Link<'_> {
                 }
                 Wake::WorkerGone => return self.requeue(batch, "worker closed its socket"),
             };
-            batch.retain(|queued| self.shared.tasks.is_pending(queued.task_id));
+            // Cancellations of tasks from earlier batches are stale now.
+            while self.cancelled.try_recv().is_ok() {}
+            batch.retain(|queued| self.shared.tasks.hold(queued.task_id, &self.cancel_sender));
             if batch.is_empty() {
                 continue;
             }
-            if max_batch_size > 1 {
-                let label = &self.stage.label;
-                self.shared
-                    .metrics
-                    .batch_size
-                    .get_or_create(label)
-                    .observe(batch.len() as f64);
-                self.shared
-                    .metrics
-                    .batch_duration
-                    .get_or_create(label)
-                    .observe(opened.elapsed().as_secs_f64());
-            }
+            self.observe_batch(batch.len(), opened);
             let items: Vec<Item> = batch
                 .drain(..)
                 .map(|q| Item {
                     task_id: q.task_id,
                     flags: q.flags,
                     status: 0,
+                    request_id: q.request_id,
                     payload: q.payload,
                 })
                 .collect();
@@ -154,18 +184,19 @@ impl Link<'_> {
                     task_id: i.task_id,
                     flags: i.flags,
                     payload: i.payload,
+                    request_id: i.request_id,
                 });
                 return self.requeue(unsent.collect(), "worker closed its socket");
             }
             let started = Instant::now();
-            match self.read_result(&items).await {
+            match self.await_result(&items).await {
                 Ok(results) => {
                     self.shared
                         .metrics
                         .process_duration
                         .get_or_create(&self.stage.label)
                         .observe(started.elapsed().as_secs_f64());
-                    self.dispatch(results);
+                    self.dispatch(items, results);
                 }
                 Err(err) => {
                     warn!(
@@ -187,11 +218,31 @@ impl Link<'_> {
         }
     }
 
-    /// Reads the RESULT of `sent`, checking that it answers exactly those tasks in order.
-    async fn read_result(&mut self, sent: &[Item]) -> Result<Vec<Item>, ProtocolError> {
+    fn observe_batch(&self, size: usize, opened: Instant) {
+        if self.stage.config.max_batch_size > 1 {
+            let metrics = &self.shared.metrics;
+            let label = &self.stage.label;
+            metrics.batch_size.get_or_create(label).observe(size as f64);
+            metrics
+                .batch_duration
+                .get_or_create(label)
+                .observe(opened.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Waits for the RESULT of `sent`, passing stream events on and telling the worker about
+    /// abandoned tasks meanwhile. Checks that the result answers exactly `sent`, in order.
+    async fn await_result(&mut self, sent: &[Item]) -> Result<Vec<Item>, ProtocolError> {
         loop {
-            match read_frame(&mut self.reader).await? {
-                Frame::Items(FrameKind::Result, results) => {
+            let frame = tokio::select! {
+                frame = self.frames.recv() => frame,
+                Some(task_id) = self.cancelled.recv() => {
+                    self.send_cancel(task_id).await;
+                    continue;
+                }
+            };
+            match frame {
+                Some(Ok(Frame::Items(FrameKind::Result, results))) => {
                     let same_tasks = results.len() == sent.len()
                         && results
                             .iter()
@@ -202,26 +253,48 @@ impl Link<'_> {
                     }
                     return Ok(results);
                 }
-                Frame::Items(FrameKind::Event, _) => {
-                    debug!("stream events are not served yet; dropped");
+                Some(Ok(Frame::Items(FrameKind::Event, events))) => {
+                    for event in events {
+                        self.shared
+                            .tasks
+                            .stream_event(event.task_id, event.status, event.payload);
+                    }
                 }
-                _ => return Err(ProtocolError::Malformed("expected a RESULT frame")),
+                Some(Ok(_)) => return Err(ProtocolError::Malformed("expected RESULT or EVENT")),
+                Some(Err(err)) => return Err(err),
+                None => return Err(ProtocolError::Malformed("worker link reader stopped")),
             }
         }
     }
 
+    /// Tells the worker a task's client is gone. A failure here is not acted on: if the
+    /// socket broke, the pending read of the result reports it.
+    async fn send_cancel(&mut self, task_id: TaskId) {
+        let item = Item {
+            task_id,
+            flags: 0,
+            status: 0,
+            request_id: Bytes::new(),
+            payload: Bytes::new(),
+        };
+        if let Err(err) = write_items(&mut self.writer, FrameKind::Cancel, &[item]).await {
+            debug!(error = %err, "sending a cancel failed");
+        }
+    }
+
     /// Moves each task to its next stage or answers it.
-    fn dispatch(&self, results: Vec<Item>) {
-        for item in results {
-            if let Advance::Next(hop) =
+    fn dispatch(&self, sent: Vec<Item>, results: Vec<Item>) {
+        for (sent, result) in sent.into_iter().zip(results) {
+            let advance =
                 self.shared
                     .tasks
-                    .advance(item.task_id, item.status, item.payload.clone())
-            {
+                    .advance(result.task_id, result.status, result.payload.clone());
+            if let Advance::Next(hop) = advance {
                 self.shared.stages[hop.stage].queue.push(Queued {
-                    task_id: item.task_id,
+                    task_id: result.task_id,
                     flags: hop.flags,
-                    payload: item.payload,
+                    payload: result.payload,
+                    request_id: sent.request_id,
                 });
             }
         }

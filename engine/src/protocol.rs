@@ -13,11 +13,16 @@
 //! kind 2 BATCH   engine → worker   rest = count items
 //! kind 3 RESULT  worker → engine   rest = count items, same order and task ids as the BATCH
 //! kind 4 EVENT   worker → engine   rest = count items, stream events sent before the RESULT
+//! kind 5 CANCEL  engine → worker   rest = count items (empty payloads): these tasks' clients are
+//!                                  gone; may arrive while a batch is in flight or between batches
 //!
-//! item  := task_id:u32 | flags:u16 | status:u16 | len:u32 | payload[len]
+//! item  := task_id:u32 | flags:u16 | status:u16 | len:u32 | [rid_len:u8 | rid] | payload[len]
 //!
 //! flags   0x0001 INGRESS    first stage of the task's route: the payload is the HTTP body
 //!         0x0002 EGRESS     last stage of the task's route: the result is the HTTP body
+//!         0x0004 REQUEST_ID the item carries its request id (`rid_len` then `rid_len` bytes of
+//!                           ASCII) between its header and its payload; `len` counts the
+//!                           payload only. Set by the engine on BATCH items.
 //!         0x8000 REFERENCE  the payload is a store reference, not inline bytes
 //! status  0 in a BATCH; in a RESULT the HTTP status of the item: 200 is success (the payload is
 //!         the output), anything else is an error (the payload is its UTF-8 message)
@@ -33,6 +38,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 pub const FLAG_INGRESS: u16 = 0x0001;
 /// Item flag: the stage is the last of the task's route.
 pub const FLAG_EGRESS: u16 = 0x0002;
+/// Item flag: a request id follows the item header.
+pub const FLAG_REQUEST_ID: u16 = 0x0004;
 /// Item flag: the payload is a store reference.
 pub const FLAG_REFERENCE: u16 = 0x8000;
 
@@ -53,6 +60,8 @@ pub enum FrameKind {
     Result = 3,
     /// A worker streams events for items of its current batch.
     Event = 4,
+    /// The engine tells a worker that tasks' clients are gone.
+    Cancel = 5,
 }
 
 impl TryFrom<u8> for FrameKind {
@@ -64,6 +73,7 @@ impl TryFrom<u8> for FrameKind {
             2 => Ok(Self::Batch),
             3 => Ok(Self::Result),
             4 => Ok(Self::Event),
+            5 => Ok(Self::Cancel),
             other => Err(ProtocolError::UnknownKind(other)),
         }
     }
@@ -78,6 +88,8 @@ pub struct Item {
     pub flags: u16,
     /// 0 in a batch, the HTTP status in a result.
     pub status: u16,
+    /// The request id for the worker's logs (BATCH only; empty when absent). At most 255 bytes.
+    pub request_id: Bytes,
     /// Inline bytes or a store reference, by `FLAG_REFERENCE`.
     pub payload: Bytes,
 }
@@ -126,7 +138,10 @@ fn encode_headers(kind: FrameKind, items: &[Item]) -> Result<BytesMut, ProtocolE
     let mut body_len = BODY_HEADER_LEN;
     for item in items {
         u32::try_from(item.payload.len()).map_err(|_| ProtocolError::TooLarge("payload"))?;
-        body_len += ITEM_HEADER_LEN + item.payload.len();
+        if item.request_id.len() > usize::from(u8::MAX) {
+            return Err(ProtocolError::TooLarge("request id"));
+        }
+        body_len += ITEM_HEADER_LEN + request_id_len(item) + item.payload.len();
     }
     let body_len = u32::try_from(body_len).map_err(|_| ProtocolError::TooLarge("frame"))?;
     let mut head = BytesMut::with_capacity(8 + items.len() * ITEM_HEADER_LEN);
@@ -137,12 +152,29 @@ fn encode_headers(kind: FrameKind, items: &[Item]) -> Result<BytesMut, ProtocolE
     Ok(head)
 }
 
+/// Bytes the request id takes on the wire, its length byte included.
+fn request_id_len(item: &Item) -> usize {
+    if item.request_id.is_empty() {
+        0
+    } else {
+        1 + item.request_id.len()
+    }
+}
+
 fn put_item_header(buf: &mut BytesMut, item: &Item) {
     buf.put_u32_le(item.task_id);
-    buf.put_u16_le(item.flags);
+    let mut flags = item.flags & !FLAG_REQUEST_ID;
+    if !item.request_id.is_empty() {
+        flags |= FLAG_REQUEST_ID;
+    }
+    buf.put_u16_le(flags);
     buf.put_u16_le(item.status);
     // Checked in `encode_headers`.
     buf.put_u32_le(item.payload.len() as u32);
+    if !item.request_id.is_empty() {
+        buf.put_u8(item.request_id.len() as u8);
+        buf.put_slice(&item.request_id);
+    }
 }
 
 /// Writes an items frame; small item headers are coalesced with small payloads.
@@ -237,6 +269,19 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, ProtocolError> {
         let flags = body.get_u16_le();
         let status = body.get_u16_le();
         let len = body.get_u32_le() as usize;
+        let mut request_id = Bytes::new();
+        if flags & FLAG_REQUEST_ID != 0 {
+            let rid_len = usize::from(
+                *body
+                    .first()
+                    .ok_or(ProtocolError::Malformed("request id cut short"))?,
+            );
+            if body.len() < 1 + rid_len {
+                return Err(ProtocolError::Malformed("request id cut short"));
+            }
+            body.advance(1);
+            request_id = body.split_to(rid_len);
+        }
         if body.len() < len {
             return Err(ProtocolError::Malformed("payload cut short"));
         }
@@ -245,6 +290,7 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, ProtocolError> {
             task_id,
             flags,
             status,
+            request_id,
             payload,
         });
     }
@@ -263,6 +309,7 @@ mod tests {
             task_id,
             flags: FLAG_INGRESS | FLAG_EGRESS,
             status: 0,
+            request_id: Bytes::new(),
             payload: payload.into(),
         }
     }

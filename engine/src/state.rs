@@ -10,6 +10,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::batcher::StageQueue;
 use crate::config::{Config, RouteConfig, StageConfig};
+use crate::http::documents::Documents;
 use crate::metrics::{Metrics, StageLabels};
 use crate::tasks::{Pipeline, TaskTable};
 
@@ -33,6 +34,8 @@ pub struct Route {
     pub pipeline: Pipeline,
     /// Content type of a successful response.
     pub mime: String,
+    /// Whether the egress worker streams server-sent events.
+    pub stream: bool,
 }
 
 /// Shared by the HTTP side, every worker link and the control API.
@@ -45,6 +48,8 @@ pub struct Shared {
     pub stages: Vec<Stage>,
     /// Routes by path.
     pub routes: HashMap<String, Route>,
+    /// The OpenAPI document and Swagger UI assets.
+    pub documents: Documents,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// One permit per task in flight, `capacity` in all.
@@ -58,8 +63,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Builds the running state from a validated config.
-    pub fn new(config: Config) -> Self {
+    /// Builds the running state from a validated config and the documents it names.
+    pub fn new(config: Config, documents: Documents) -> Self {
         let stages = config
             .stages
             .iter()
@@ -77,20 +82,27 @@ impl Shared {
         let routes = config
             .routes
             .iter()
-            .map(|RouteConfig { path, stages, mime }| {
-                (
-                    path.clone(),
-                    Route {
+            .map(
+                |RouteConfig {
+                     path,
+                     stages,
+                     mime,
+                     stream,
+                 }| {
+                    let route = Route {
                         pipeline: stages.clone().into(),
                         mime: mime.clone(),
-                    },
-                )
-            })
+                        stream: *stream,
+                    };
+                    (path.clone(), route)
+                },
+            )
             .collect();
         Self {
             metrics: Metrics::new(&config.namespace),
             capacity: Arc::new(Semaphore::new(config.capacity)),
             tasks: Arc::default(),
+            documents,
             stages,
             routes,
             draining: AtomicBool::new(false),

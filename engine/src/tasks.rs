@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::protocol::{FLAG_EGRESS, FLAG_INGRESS};
 
@@ -56,6 +56,11 @@ struct Entry {
     position: usize,
     /// Taken by whoever ends the task.
     reply: Option<oneshot::Sender<Outcome>>,
+    /// The link of the worker holding the task now, told when the task is abandoned so the
+    /// worker can stop streaming for it.
+    holder: Option<mpsc::UnboundedSender<TaskId>>,
+    /// Where a streaming route's events go (None for plain routes).
+    events: Option<mpsc::UnboundedSender<Outcome>>,
 }
 
 /// What a stage's result means for its task.
@@ -109,10 +114,15 @@ impl TaskTable {
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Adds a task at the start of `pipeline` (which must not be empty).
+    /// Adds a task at the start of `pipeline` (which must not be empty); `events` receives its
+    /// stream events when its route streams.
     ///
     /// Returns its id, its first hop and the receiver of its outcome.
-    pub fn create(&self, pipeline: Pipeline) -> (TaskId, Hop, oneshot::Receiver<Outcome>) {
+    pub fn create(
+        &self,
+        pipeline: Pipeline,
+        events: Option<mpsc::UnboundedSender<Outcome>>,
+    ) -> (TaskId, Hop, oneshot::Receiver<Outcome>) {
         let (reply, receiver) = oneshot::channel();
         let first = hop(&pipeline, 0);
         let mut entries = self.lock();
@@ -128,6 +138,8 @@ impl TaskTable {
                 pipeline,
                 position: 0,
                 reply: Some(reply),
+                holder: None,
+                events,
             },
         );
         self.count.send_replace(entries.len());
@@ -135,9 +147,15 @@ impl TaskTable {
     }
 
     /// Removes a task, whether or not it has ended; called once its HTTP side is done with it.
+    /// A task abandoned while a worker holds it is reported to that worker's link.
     pub fn remove(&self, id: TaskId) {
         let mut entries = self.lock();
-        entries.remove(&id);
+        if let Some(entry) = entries.remove(&id) {
+            if let (Some(_), Some(holder)) = (entry.reply, entry.holder) {
+                // The link may be gone already; then there is no one left to tell.
+                let _ = holder.send(id);
+            }
+        }
         self.count.send_replace(entries.len());
     }
 
@@ -146,6 +164,29 @@ impl TaskTable {
         self.lock()
             .get(&id)
             .is_some_and(|entry| entry.reply.is_some())
+    }
+
+    /// Records that a worker link now holds the task; false when the task is no longer pending
+    /// (its client left or it timed out while queued), so the link can skip it.
+    pub fn hold(&self, id: TaskId, link: &mpsc::UnboundedSender<TaskId>) -> bool {
+        match self.lock().get_mut(&id) {
+            Some(entry) if entry.reply.is_some() => {
+                entry.holder = Some(link.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Passes a stream event to the task's client; ignored for plain routes and ended tasks.
+    pub fn stream_event(&self, id: TaskId, status: u16, payload: Bytes) {
+        let entries = self.lock();
+        if let Some(events) = entries.get(&id).and_then(|entry| entry.events.as_ref()) {
+            let _ = events.send(Outcome {
+                status,
+                body: payload,
+            });
+        }
     }
 
     /// Applies a stage's result: success moves the task on, anything else ends it.
@@ -157,6 +198,7 @@ impl TaskTable {
         if entry.reply.is_none() {
             return Advance::Done;
         }
+        entry.holder = None;
         if status == 200 && entry.position + 1 < entry.pipeline.len() {
             entry.position += 1;
             return Advance::Next(hop(&entry.pipeline, entry.position));
@@ -242,7 +284,7 @@ mod tests {
     #[test]
     fn a_task_walks_its_pipeline_then_ends() {
         let table = TaskTable::default();
-        let (id, first, mut rx) = table.create(pipeline(&[4, 5, 6]));
+        let (id, first, mut rx) = table.create(pipeline(&[4, 5, 6]), None);
         assert_eq!(
             first,
             Hop {
@@ -280,14 +322,14 @@ mod tests {
     #[test]
     fn a_single_stage_is_both_ingress_and_egress() {
         let table = TaskTable::default();
-        let (_, first, _) = table.create(pipeline(&[0]));
+        let (_, first, _) = table.create(pipeline(&[0]), None);
         assert_eq!(first.flags, FLAG_INGRESS | FLAG_EGRESS);
     }
 
     #[test]
     fn an_error_skips_the_remaining_stages() {
         let table = TaskTable::default();
-        let (id, _, mut rx) = table.create(pipeline(&[0, 1, 2]));
+        let (id, _, mut rx) = table.create(pipeline(&[0, 1, 2]), None);
         assert_eq!(
             table.advance(id, 422, Bytes::from_static(b"bad")),
             Advance::Done
@@ -303,7 +345,7 @@ mod tests {
         let mut ids = std::collections::HashSet::new();
         let guards: Vec<_> = (0..100)
             .map(|_| {
-                let (id, _, _) = table.create(pipeline(&[0]));
+                let (id, _, _) = table.create(pipeline(&[0]), None);
                 assert!(ids.insert(id));
                 TaskGuard::new(table.clone(), id)
             })
@@ -317,17 +359,53 @@ mod tests {
     fn wrapped_ids_skip_those_in_use() {
         let table = TaskTable::default();
         table.next_id.store(u32::MAX, Ordering::Relaxed);
-        let (a, _, _) = table.create(pipeline(&[0]));
+        let (a, _, _) = table.create(pipeline(&[0]), None);
         table.next_id.store(u32::MAX, Ordering::Relaxed);
-        let (b, _, _) = table.create(pipeline(&[0]));
+        let (b, _, _) = table.create(pipeline(&[0]), None);
         assert_eq!(a, u32::MAX);
         assert_ne!(a, b);
     }
 
     #[test]
+    fn abandoning_a_held_task_tells_its_link() {
+        let table = TaskTable::default();
+        let (link, mut cancelled) = mpsc::unbounded_channel();
+        let (held, _, _held_rx) = table.create(pipeline(&[0]), None);
+        let (answered, _, _answered_rx) = table.create(pipeline(&[0]), None);
+        assert!(table.hold(held, &link));
+        assert!(table.hold(answered, &link));
+        assert_eq!(table.advance(answered, 200, Bytes::new()), Advance::Done);
+        table.remove(answered);
+        table.remove(held);
+        assert_eq!(cancelled.try_recv().unwrap(), held);
+        assert!(
+            cancelled.try_recv().is_err(),
+            "an answered task is not cancelled"
+        );
+        assert!(!table.hold(held, &link), "a removed task cannot be held");
+    }
+
+    #[test]
+    fn stream_events_reach_streaming_tasks_only() {
+        let table = TaskTable::default();
+        let (events, mut received) = mpsc::unbounded_channel();
+        let (streaming, _, _rx1) = table.create(pipeline(&[0]), Some(events));
+        let (plain, _, _rx2) = table.create(pipeline(&[0]), None);
+        table.stream_event(streaming, 200, Bytes::from_static(b"tok"));
+        table.stream_event(plain, 200, Bytes::from_static(b"lost"));
+        assert_eq!(
+            received.try_recv().unwrap().body,
+            Bytes::from_static(b"tok")
+        );
+        assert!(received.try_recv().is_err());
+    }
+
+    #[test]
     fn fail_all_answers_every_pending_task_once() {
         let table = TaskTable::default();
-        let mut receivers: Vec<_> = (0..3).map(|_| table.create(pipeline(&[0])).2).collect();
+        let mut receivers: Vec<_> = (0..3)
+            .map(|_| table.create(pipeline(&[0]), None).2)
+            .collect();
         assert_eq!(table.fail_all(&Outcome::error(503, "draining")), 3);
         assert_eq!(table.fail_all(&Outcome::error(503, "draining")), 0);
         for rx in &mut receivers {

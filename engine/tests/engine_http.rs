@@ -1,5 +1,6 @@
 //! The engine over real sockets: HTTP on loopback and a worker played by this test over the
 //! worker link, so the controller is checked without Python.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -52,6 +53,7 @@ fn start(name: &str, timeout_ms: u64, max_request_size: usize) -> (Engine, u16, 
             path: "/inference".into(),
             stages: vec![0],
             mime: "application/json".into(),
+            stream: false,
         }],
         ..Config::default()
     };
@@ -225,6 +227,7 @@ fn a_taken_port_is_a_clear_error() {
         path: "/inference".into(),
         stages: vec![0],
         mime: "x".into(),
+        stream: false,
     });
     let err = Engine::new(config)
         .unwrap()

@@ -10,7 +10,9 @@ impl From<EngineError> for PyErr {
         let message = err.to_string();
         match err {
             EngineError::Config(_) => PyValueError::new_err(message),
-            EngineError::BindHttp { source, .. } | EngineError::BindSocket { source, .. } => {
+            EngineError::BindHttp { source, .. }
+            | EngineError::BindSocket { source, .. }
+            | EngineError::Documents { source, .. } => {
                 // (errno, message) gives Python an OSError whose .errno callers can test.
                 PyOSError::new_err((source.raw_os_error().unwrap_or(0), message))
             }

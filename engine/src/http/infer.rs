@@ -1,0 +1,248 @@
+//! Running one request through its route's pipeline, plain or streaming.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, RETRY_AFTER, VARY,
+};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tracing::{debug, warn};
+
+use super::compression::{self, DecodeError};
+use super::response::{status_from_worker, text, with_body, Body};
+use super::sse::{data_event, EventStream, EVENT_STREAM};
+use crate::batcher::Queued;
+use crate::state::{Route, Shared};
+use crate::tasks::{Outcome, TaskGuard};
+
+/// Runs one request through `route`; every failure becomes a status code.
+pub async fn infer(
+    request: Request<Incoming>,
+    route: &Route,
+    shared: &Shared,
+    request_id: Bytes,
+) -> Response<Body> {
+    let started = Instant::now();
+    let accept = compression::preferred(request.headers()).filter(|_| shared.config.compression);
+    let response = match admit(request, shared).await {
+        Err(refusal) => refusal,
+        Ok((body, permit)) if route.stream => {
+            stream(body, permit, route, shared, &request_id).await
+        }
+        Ok((body, _permit)) => {
+            let outcome = run(body, route, shared, &request_id).await;
+            respond(outcome, route, accept)
+        }
+    };
+    let status = response.status().as_u16();
+    let request_id = String::from_utf8_lossy(&request_id);
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    if status >= 500 {
+        warn!(request_id = %request_id, status, latency_ms, "request failed");
+    } else {
+        debug!(request_id = %request_id, status, latency_ms, "request done");
+    }
+    response
+}
+
+/// Checks draining and capacity, then reads (and decompresses) the body within its limit.
+async fn admit(
+    request: Request<Incoming>,
+    shared: &Shared,
+) -> Result<(Bytes, OwnedSemaphorePermit), Response<Body>> {
+    if shared.is_draining() {
+        return Err(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service unavailable: server is shutting down",
+        ));
+    }
+    let Ok(permit) = shared.capacity.clone().try_acquire_owned() else {
+        let message = format!(
+            "too many requests: {} tasks already in flight",
+            shared.config.capacity
+        );
+        let mut response = text(StatusCode::TOO_MANY_REQUESTS, message);
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        return Err(response);
+    };
+    let limit = shared.config.max_request_size;
+    let coding = match compression::request_coding(request.headers()) {
+        Ok(Some(_)) if !shared.config.compression => {
+            return Err(text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported content-encoding: compression is off (start the server with --compression)",
+            ))
+        }
+        Ok(coding) => coding,
+        Err(DecodeError::Unsupported(coding)) => {
+            return Err(text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported content-encoding {coding:?}: use gzip or zstd"),
+            ))
+        }
+        Err(_) => return Err(unreachable_decode()),
+    };
+    if declared_length(request.headers()).is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let body = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(too_large(limit))
+        }
+        Err(err) => {
+            debug!(error = %err, "reading a request body failed");
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                "bad request: the body could not be read",
+            ));
+        }
+    };
+    let body = match coding {
+        None => body,
+        Some(coding) => compression::decode(coding, &body, limit).map_err(|err| match err {
+            DecodeError::TooLarge => too_large(limit),
+            DecodeError::Corrupt(why) => text(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "bad request: the body is not valid {}: {why}",
+                    coding.token()
+                ),
+            ),
+            DecodeError::Unsupported(_) => unreachable_decode(),
+        })?,
+    };
+    Ok((body, permit))
+}
+
+/// `request_coding` only reports `Unsupported`, and `decode` never does; answer 400 rather
+/// than panic if that ever changes.
+fn unreachable_decode() -> Response<Body> {
+    text(
+        StatusCode::BAD_REQUEST,
+        "bad request: the body could not be decoded",
+    )
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+fn too_large(limit: usize) -> Response<Body> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body too large: the limit is {limit} bytes"),
+    )
+}
+
+fn timeout_outcome(shared: &Shared) -> Outcome {
+    Outcome::error(
+        408,
+        format!(
+            "request timeout: no answer within {} ms",
+            shared.config.timeout_ms
+        ),
+    )
+}
+
+/// Runs a plain task to its end or its deadline.
+async fn run(body: Bytes, route: &Route, shared: &Shared, request_id: &Bytes) -> Outcome {
+    let (task_id, hop, outcome) = shared.tasks.create(route.pipeline.clone(), None);
+    // Dropped on every exit, also when the client disconnects and hyper drops this future.
+    let _guard = TaskGuard::new(shared.tasks.clone(), task_id);
+    shared.stages[hop.stage].queue.push(Queued {
+        task_id,
+        flags: hop.flags,
+        payload: body,
+        request_id: request_id.clone(),
+    });
+    match tokio::time::timeout(Duration::from_millis(shared.config.timeout_ms), outcome).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_dropped)) => Outcome::error(500, "inference internal error"),
+        Err(_elapsed) => timeout_outcome(shared),
+    }
+}
+
+/// The response for a finished plain task: the output with the route's type, or the error.
+fn respond(outcome: Outcome, route: &Route, accept: Option<compression::Coding>) -> Response<Body> {
+    let status = status_from_worker(outcome.status);
+    if status != StatusCode::OK {
+        return text(status, outcome.body);
+    }
+    let Some(coding) = accept.filter(|_| !outcome.body.is_empty()) else {
+        return with_body(status, &route.mime, outcome.body);
+    };
+    match compression::encode(coding, &outcome.body) {
+        Ok(packed) => {
+            let mut response = with_body(status, &route.mime, packed);
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.token()));
+            headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+            response
+        }
+        Err(err) => {
+            debug!(error = %err, "compressing a response failed; sent as is");
+            with_body(status, &route.mime, outcome.body)
+        }
+    }
+}
+
+/// Runs a streaming task: errors before the first event are plain error responses; after it,
+/// the response is an event stream that lives while events keep coming.
+async fn stream(
+    body: Bytes,
+    permit: OwnedSemaphorePermit,
+    route: &Route,
+    shared: &Shared,
+    request_id: &Bytes,
+) -> Response<Body> {
+    let (events_sender, mut events) = mpsc::unbounded_channel();
+    let (task_id, hop, mut outcome) = shared
+        .tasks
+        .create(route.pipeline.clone(), Some(events_sender));
+    let guard = TaskGuard::new(shared.tasks.clone(), task_id);
+    shared.stages[hop.stage].queue.push(Queued {
+        task_id,
+        flags: hop.flags,
+        payload: body,
+        request_id: request_id.clone(),
+    });
+    let timeout = Duration::from_millis(shared.config.timeout_ms);
+    let first = tokio::select! {
+        biased;
+        Some(event) = events.recv() => data_event(&event.body),
+        result = &mut outcome => {
+            let outcome = result.unwrap_or_else(|_| Outcome::error(500, "inference internal error"));
+            let status = status_from_worker(outcome.status);
+            return if status == StatusCode::OK {
+                event_stream_response(http_body_util::Empty::new().boxed())
+            } else {
+                text(status, outcome.body)
+            };
+        }
+        () = tokio::time::sleep(timeout) => {
+            let outcome = timeout_outcome(shared);
+            return text(StatusCode::REQUEST_TIMEOUT, outcome.body);
+        }
+    };
+    let keepalive = Duration::from_millis(shared.config.sse_keepalive_ms);
+    let stream = EventStream::new(first, events, outcome, keepalive, timeout, guard, permit);
+    event_stream_response(stream.boxed())
+}
+
+fn event_stream_response(body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(EVENT_STREAM),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
