@@ -11,12 +11,18 @@ sends one BATCH at a time and waits for that batch's RESULT before it sends the 
     kind 1 HELLO   worker -> engine  count = 0, rest = stage:u32 | worker_id:u32 | pid:u32
     kind 2 BATCH   engine -> worker  count = n, rest = n items
     kind 3 RESULT  worker -> engine  count = n, rest = n items, same order and task ids as the BATCH
-    kind 4 EVENT   worker -> engine  count = n stream events sent before the RESULT (SSE, later)
+    kind 4 EVENT   worker -> engine  count = n stream events sent before the RESULT (SSE)
+    kind 5 CANCEL  engine -> worker  count = n items with empty payloads: these tasks' clients
+                                     are gone; may arrive while a batch is in hand or between
+                                     batches
 
-    item  := task_id:u32 | flags:u16 | status:u16 | len:u32 | payload[len]
+    item  := task_id:u32 | flags:u16 | status:u16 | len:u32 | [rid_len:u8 | rid] | payload[len]
 
     flags  0x0001 INGRESS    first stage of the task's route: the payload is the HTTP body
            0x0002 EGRESS     last stage of the task's route: the result is the HTTP body
+           0x0004 REQUEST_ID the item carries its request id (rid_len, then that many ASCII
+                             bytes) between its header and its payload; len counts the payload
+                             only. The engine sets it on BATCH items.
            0x8000 REFERENCE  the payload is a store reference, not inline bytes (data-plane
                              issue; reserved, never set yet)
     status 0 in a BATCH. In a RESULT the HTTP status of the item: 200 means the payload is the
@@ -37,9 +43,11 @@ KIND_HELLO = 1
 KIND_BATCH = 2
 KIND_RESULT = 3
 KIND_EVENT = 4
+KIND_CANCEL = 5
 
 FLAG_INGRESS = 0x0001
 FLAG_EGRESS = 0x0002
+FLAG_REQUEST_ID = 0x0004
 FLAG_REFERENCE = 0x8000
 
 STATUS_OK = 200
@@ -82,6 +90,10 @@ class WorkerLink:
         self._view = memoryview(self._buf)
         self._start = 0  # first unread byte in _buf
         self._end = 0  # one past the last received byte
+        #: Request ids of the last batch, by position (empty strings where the engine sent none).
+        self.request_ids: list[str] = []
+        #: Tasks the engine reported abandoned (client gone, timed out) and not yet consumed.
+        self.cancelled: set[int] = set()
 
     @classmethod
     def connect(cls, path: str) -> WorkerLink:
@@ -138,14 +150,53 @@ class WorkerLink:
         self._sock.sendall(b"".join(parts))
 
     def recv_batch(self) -> list[Received] | None:
-        """Wait for the next BATCH.
+        """Wait for the next BATCH, absorbing CANCEL frames that arrive before it.
 
         Returns:
             ``(task_id, flags, payload)`` per item, or None when the engine closed the link.
+            The items' request ids are left in :attr:`request_ids`.
 
         Raises:
-            ProtocolError: when the frame is not a well-formed BATCH.
+            ProtocolError: when the frame is not a well-formed BATCH or CANCEL.
         """
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                return None
+            kind, count, start, end = frame
+            if kind == KIND_CANCEL:
+                self._read_cancel(count, start, end)
+                continue
+            if kind != KIND_BATCH:
+                raise ProtocolError(f"expected a BATCH frame (kind 2), got kind {kind}")
+            return self._read_batch(count, start, end)
+
+    def poll_cancelled(self) -> set[int]:
+        """Absorb any CANCEL frames already on the socket without blocking.
+
+        Only valid while a batch is in hand (the engine sends nothing else then).
+
+        Returns:
+            Every task id reported abandoned so far (see :attr:`cancelled`).
+        """
+        try:
+            self._sock.setblocking(False)
+            while True:
+                frame = self._next_frame()
+                if frame is None:
+                    break
+                kind, count, start, end = frame
+                if kind != KIND_CANCEL:
+                    raise ProtocolError(f"expected a CANCEL frame (kind 5), got kind {kind}")
+                self._read_cancel(count, start, end)
+        except BlockingIOError:
+            pass
+        finally:
+            self._sock.setblocking(True)
+        return self.cancelled
+
+    def _next_frame(self) -> tuple[int, int, int, int] | None:
+        """Buffer the next whole frame; ``(kind, count, items_start, end)`` or None on EOF."""
         if not self._fill(4):
             return None
         (body_len,) = struct.unpack_from("<I", self._buf, self._start)
@@ -156,28 +207,51 @@ class WorkerLink:
         start = self._start
         end = start + 4 + body_len
         _, kind, _, count = FRAME_HEAD.unpack_from(self._buf, start)
-        if kind != KIND_BATCH:
-            raise ProtocolError(f"expected a BATCH frame (kind 2), got kind {kind}")
-        items: list[Received] = []
-        offset = start + FRAME_HEAD.size
-        unpack = ITEM_HEAD.unpack_from
-        view = self._view
-        for _ in range(count):
-            if offset + ITEM_HEAD.size > end:
-                raise ProtocolError("BATCH frame ends inside an item header")
-            task_id, flags, _status, length = unpack(self._buf, offset)
-            offset += ITEM_HEAD.size
-            if offset + length > end:
-                raise ProtocolError("BATCH frame ends inside an item payload")
-            items.append((task_id, flags, bytes(view[offset : offset + length])))
-            offset += length
-        if offset != end:
-            raise ProtocolError(f"BATCH frame has {end - offset} bytes after its last item")
+        return kind, count, start + FRAME_HEAD.size, end
+
+    def _consumed(self, end: int) -> None:
         # The engine sends one batch at a time, so the buffer is usually empty now: start over
         # at its front so the next frame never needs compacting.
         self._start = end
         if self._start == self._end:
             self._start = self._end = 0
+
+    def _read_cancel(self, count: int, offset: int, end: int) -> None:
+        for _ in range(count):
+            if offset + ITEM_HEAD.size > end:
+                raise ProtocolError("CANCEL frame ends inside an item header")
+            task_id, _flags, _status, length = ITEM_HEAD.unpack_from(self._buf, offset)
+            self.cancelled.add(task_id)
+            offset += ITEM_HEAD.size + length
+        self._consumed(end)
+
+    def _read_batch(self, count: int, offset: int, end: int) -> list[Received]:
+        items: list[Received] = []
+        request_ids: list[str] = []
+        unpack = ITEM_HEAD.unpack_from
+        buf = self._buf
+        view = self._view
+        for _ in range(count):
+            if offset + ITEM_HEAD.size > end:
+                raise ProtocolError("BATCH frame ends inside an item header")
+            task_id, flags, _status, length = unpack(buf, offset)
+            offset += ITEM_HEAD.size
+            request_id = ""
+            if flags & FLAG_REQUEST_ID:
+                rid_len = buf[offset]
+                request_id = bytes(view[offset + 1 : offset + 1 + rid_len]).decode("ascii")
+                offset += 1 + rid_len
+            if offset + length > end:
+                raise ProtocolError("BATCH frame ends inside an item payload")
+            items.append((task_id, flags, bytes(view[offset : offset + length])))
+            request_ids.append(request_id)
+            offset += length
+        if offset != end:
+            raise ProtocolError(f"BATCH frame has {end - offset} bytes after its last item")
+        self._consumed(end)
+        self.request_ids = request_ids
+        # Cancels of tasks from earlier batches mean nothing now.
+        self.cancelled.clear()
         return items
 
     def _fill(self, size: int) -> bool:

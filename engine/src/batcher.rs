@@ -90,12 +90,7 @@ mod tests {
     use super::*;
 
     fn item(task_id: TaskId) -> Queued {
-        Queued {
-            task_id,
-            flags: 0,
-            payload: Bytes::new(),
-            request_id: Bytes::new(),
-        }
+        Queued { task_id, flags: 0, payload: Bytes::new(), request_id: Bytes::new() }
     }
 
     #[tokio::test(start_paused = true)]
@@ -105,10 +100,7 @@ mod tests {
         let start = Instant::now();
         let mut batch = Vec::new();
         collect(&queue.receiver, &mut batch, 4, Duration::from_secs(10)).await;
-        assert_eq!(
-            batch.iter().map(|q| q.task_id).collect::<Vec<_>>(),
-            [0, 1, 2, 3]
-        );
+        assert_eq!(batch.iter().map(|q| q.task_id).collect::<Vec<_>>(), [0, 1, 2, 3]);
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
@@ -165,11 +157,7 @@ mod tests {
         collect(&queue.receiver, &mut batch, 8, Duration::from_secs(1)).await;
         assert_eq!(batch, vec![item(1)]);
         let mut empty = Vec::new();
-        assert!(
-            collect(&queue.receiver, &mut empty, 8, Duration::from_secs(1))
-                .await
-                .is_none()
-        );
+        assert!(collect(&queue.receiver, &mut empty, 8, Duration::from_secs(1)).await.is_none());
         assert!(empty.is_empty());
     }
 }

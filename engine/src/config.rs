@@ -150,10 +150,7 @@ impl Config {
         if self.capacity == 0 {
             return invalid("capacity must be positive".into());
         }
-        if !matches!(
-            self.log_level.as_str(),
-            "debug" | "info" | "warning" | "error"
-        ) {
+        if !matches!(self.log_level.as_str(), "debug" | "info" | "warning" | "error") {
             return invalid(format!("unknown log level {:?}", self.log_level));
         }
         for (index, stage) in self.stages.iter().enumerate() {
@@ -246,9 +243,6 @@ mod tests {
         assert!(
             matches!(config.validate(), Err(ConfigError::Invalid(m)) if m.contains("unknown stage"))
         );
-        assert!(matches!(
-            Config::from_json("{\"nope\": 1}"),
-            Err(ConfigError::Parse(_))
-        ));
+        assert!(matches!(Config::from_json("{\"nope\": 1}"), Err(ConfigError::Parse(_))));
     }
 }

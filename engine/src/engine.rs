@@ -44,16 +44,11 @@ impl Engine {
     /// [`EngineError::Config`] when the config cannot run.
     pub fn new(config: Config) -> Result<Self, EngineError> {
         config.validate()?;
-        Ok(Self {
-            config,
-            running: Mutex::new(None),
-        })
+        Ok(Self { config, running: Mutex::new(None) })
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
-        self.running
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.running.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Binds the HTTP port and the worker socket, then serves on the engine's own threads.
@@ -80,26 +75,16 @@ impl Engine {
         let address = self.config.http_address();
         let socket_path = self.config.socket_path.clone();
         let (tcp, unix) = runtime.block_on(async {
-            let tcp =
-                TcpListener::bind(&address)
-                    .await
-                    .map_err(|source| EngineError::BindHttp {
-                        address: address.clone(),
-                        source,
-                    })?;
+            let tcp = TcpListener::bind(&address)
+                .await
+                .map_err(|source| EngineError::BindHttp { address: address.clone(), source })?;
             // A socket file left by a crashed run would make bind fail; it serves nobody.
             let _ = std::fs::remove_file(&socket_path);
-            let unix =
-                UnixListener::bind(&socket_path).map_err(|source| EngineError::BindSocket {
-                    path: socket_path.clone(),
-                    source,
-                })?;
+            let unix = UnixListener::bind(&socket_path)
+                .map_err(|source| EngineError::BindSocket { path: socket_path.clone(), source })?;
             Ok::<_, EngineError>((tcp, unix))
         })?;
-        let port = tcp
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or(self.config.port);
+        let port = tcp.local_addr().map(|a| a.port()).unwrap_or(self.config.port);
         let documents = Documents::load(&self.config).map_err(|source| EngineError::Documents {
             path: self.config.swagger_dir.clone(),
             source,
@@ -108,12 +93,7 @@ impl Engine {
         let http = runtime.spawn(serve_http(tcp, shared.clone()));
         runtime.spawn(serve_links(unix, shared.clone()));
         info!(address = %address, port, routes = shared.routes.len(), "engine listening");
-        *running = Some(Running {
-            runtime,
-            shared,
-            http,
-            port,
-        });
+        *running = Some(Running { runtime, shared, http, port });
         Ok(())
     }
 
@@ -122,10 +102,7 @@ impl Engine {
     /// # Errors
     /// [`EngineError::NotRunning`] before start or after shutdown.
     pub fn port(&self) -> Result<u16, EngineError> {
-        self.running()
-            .as_ref()
-            .map(|r| r.port)
-            .ok_or(EngineError::NotRunning)
+        self.running().as_ref().map(|r| r.port).ok_or(EngineError::NotRunning)
     }
 
     /// Whether every stage has its workers connected and the engine is not draining.
@@ -135,17 +112,14 @@ impl Engine {
 
     /// Connected workers per stage (empty when not running).
     pub fn connected_workers(&self) -> Vec<usize> {
-        self.running()
-            .as_ref()
-            .map(|r| r.shared.connected_workers())
-            .unwrap_or_default()
+        self.running().as_ref().map(|r| r.shared.connected_workers()).unwrap_or_default()
     }
 
     /// Answers every task in flight now with `status` and `message`; returns how many.
     pub fn fail_inflight(&self, status: u16, message: &str) -> usize {
-        self.running().as_ref().map_or(0, |r| {
-            r.shared.tasks.fail_all(&Outcome::error(status, message))
-        })
+        self.running()
+            .as_ref()
+            .map_or(0, |r| r.shared.tasks.fail_all(&Outcome::error(status, message)))
     }
 
     /// Drains and stops: new requests get 503, tasks in flight get up to `drain` to finish
@@ -153,24 +127,14 @@ impl Engine {
     ///
     /// Returns true when no task was left unfinished. Blocks the calling thread.
     pub fn shutdown(&self, drain: Duration) -> bool {
-        let Some(Running {
-            runtime,
-            shared,
-            http,
-            ..
-        }) = self.running().take()
-        else {
+        let Some(Running { runtime, shared, http, .. }) = self.running().take() else {
             return true;
         };
-        shared
-            .draining
-            .store(true, std::sync::atomic::Ordering::Release);
+        shared.draining.store(true, std::sync::atomic::Ordering::Release);
         info!(in_flight = shared.tasks.len(), "draining");
         let drained = runtime.block_on(async {
             let mut tasks = shared.tasks.watch_len();
-            let drained = tokio::time::timeout(drain, tasks.wait_for(|n| *n == 0))
-                .await
-                .is_ok();
+            let drained = tokio::time::timeout(drain, tasks.wait_for(|n| *n == 0)).await.is_ok();
             if !drained {
                 let left = shared.tasks.fail_all(&Outcome::error(
                     503,

@@ -208,9 +208,7 @@ impl Link<'_> {
                         self.hello.worker_id, self.stage.config.name
                     );
                     for item in &items {
-                        self.shared
-                            .tasks
-                            .fail(item.task_id, Outcome::error(500, message.clone()));
+                        self.shared.tasks.fail(item.task_id, Outcome::error(500, message.clone()));
                     }
                     return "worker failed while holding a batch";
                 }
@@ -223,10 +221,7 @@ impl Link<'_> {
             let metrics = &self.shared.metrics;
             let label = &self.stage.label;
             metrics.batch_size.get_or_create(label).observe(size as f64);
-            metrics
-                .batch_duration
-                .get_or_create(label)
-                .observe(opened.elapsed().as_secs_f64());
+            metrics.batch_duration.get_or_create(label).observe(opened.elapsed().as_secs_f64());
         }
     }
 
@@ -244,10 +239,7 @@ impl Link<'_> {
             match frame {
                 Some(Ok(Frame::Items(FrameKind::Result, results))) => {
                     let same_tasks = results.len() == sent.len()
-                        && results
-                            .iter()
-                            .zip(sent)
-                            .all(|(r, s)| r.task_id == s.task_id);
+                        && results.iter().zip(sent).all(|(r, s)| r.task_id == s.task_id);
                     if !same_tasks {
                         return Err(ProtocolError::Malformed("result does not match its batch"));
                     }
@@ -255,9 +247,7 @@ impl Link<'_> {
                 }
                 Some(Ok(Frame::Items(FrameKind::Event, events))) => {
                     for event in events {
-                        self.shared
-                            .tasks
-                            .stream_event(event.task_id, event.status, event.payload);
+                        self.shared.tasks.stream_event(event.task_id, event.status, event.payload);
                     }
                 }
                 Some(Ok(_)) => return Err(ProtocolError::Malformed("expected RESULT or EVENT")),
@@ -270,13 +260,8 @@ impl Link<'_> {
     /// Tells the worker a task's client is gone. A failure here is not acted on: if the
     /// socket broke, the pending read of the result reports it.
     async fn send_cancel(&mut self, task_id: TaskId) {
-        let item = Item {
-            task_id,
-            flags: 0,
-            status: 0,
-            request_id: Bytes::new(),
-            payload: Bytes::new(),
-        };
+        let item =
+            Item { task_id, flags: 0, status: 0, request_id: Bytes::new(), payload: Bytes::new() };
         if let Err(err) = write_items(&mut self.writer, FrameKind::Cancel, &[item]).await {
             debug!(error = %err, "sending a cancel failed");
         }
@@ -286,9 +271,7 @@ impl Link<'_> {
     fn dispatch(&self, sent: Vec<Item>, results: Vec<Item>) {
         for (sent, result) in sent.into_iter().zip(results) {
             let advance =
-                self.shared
-                    .tasks
-                    .advance(result.task_id, result.status, result.payload.clone());
+                self.shared.tasks.advance(result.task_id, result.status, result.payload.clone());
             if let Advance::Next(hop) = advance {
                 self.shared.stages[hop.stage].queue.push(Queued {
                     task_id: result.task_id,

@@ -28,11 +28,7 @@ pub fn init(level: &str, json: bool) {
         .with_writer(std::io::stderr)
         .with_target(true);
     // Err only means a subscriber is already installed (a second engine in this process).
-    let _ = if json {
-        builder.event_format(JsonLines).try_init()
-    } else {
-        builder.try_init()
-    };
+    let _ = if json { builder.event_format(JsonLines).try_init() } else { builder.try_init() };
 }
 
 /// One JSON object per event, keys in the order the Python side writes them.

@@ -79,23 +79,13 @@ impl Metrics {
             batch_duration.clone(),
         );
         registry.register("remaining_task", "tasks in flight", remaining_task.clone());
-        Self {
-            registry,
-            throughput,
-            process_duration,
-            batch_size,
-            batch_duration,
-            remaining_task,
-        }
+        Self { registry, throughput, process_duration, batch_size, batch_duration, remaining_task }
     }
 
     /// Counts one response.
     pub fn count_response(&self, code: u16, endpoint: &str) {
         self.throughput
-            .get_or_create(&CodeLabels {
-                code: code.to_string(),
-                endpoint: endpoint.to_owned(),
-            })
+            .get_or_create(&CodeLabels { code: code.to_string(), endpoint: endpoint.to_owned() })
             .inc();
     }
 
@@ -116,12 +106,7 @@ mod tests {
     fn renders_with_the_namespace_prefix() {
         let metrics = Metrics::new("demo");
         metrics.count_response(200, "/inference");
-        metrics
-            .batch_size
-            .get_or_create(&StageLabels {
-                stage: "1_Echo".into(),
-            })
-            .observe(4.0);
+        metrics.batch_size.get_or_create(&StageLabels { stage: "1_Echo".into() }).observe(4.0);
         metrics.remaining_task.set(3);
         let text = metrics.render();
         assert!(text.contains("demo_throughput_total{code=\"200\",endpoint=\"/inference\"} 1"));

@@ -271,11 +271,8 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, ProtocolError> {
         let len = body.get_u32_le() as usize;
         let mut request_id = Bytes::new();
         if flags & FLAG_REQUEST_ID != 0 {
-            let rid_len = usize::from(
-                *body
-                    .first()
-                    .ok_or(ProtocolError::Malformed("request id cut short"))?,
-            );
+            let rid_len =
+                usize::from(*body.first().ok_or(ProtocolError::Malformed("request id cut short"))?);
             if body.len() < 1 + rid_len {
                 return Err(ProtocolError::Malformed("request id cut short"));
             }
@@ -286,13 +283,7 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, ProtocolError> {
             return Err(ProtocolError::Malformed("payload cut short"));
         }
         let payload = body.split_to(len);
-        items.push(Item {
-            task_id,
-            flags,
-            status,
-            request_id,
-            payload,
-        });
+        items.push(Item { task_id, flags, status, request_id, payload });
     }
     if !body.is_empty() {
         return Err(ProtocolError::Malformed("bytes left after the last item"));
@@ -325,40 +316,25 @@ mod tests {
     async fn round_trips_zero_one_and_many_items() {
         round_trip(FrameKind::Batch, vec![]).await;
         round_trip(FrameKind::Result, vec![item(7, b"{\"a\":1}".to_vec())]).await;
-        let many = (0..500)
-            .map(|i| item(i, vec![i as u8; (i % 17) as usize]))
-            .collect();
+        let many = (0..500).map(|i| item(i, vec![i as u8; (i % 17) as usize])).collect();
         round_trip(FrameKind::Batch, many).await;
     }
 
     #[tokio::test]
     async fn round_trips_large_payloads_and_flags() {
-        let big = (0..(3 << 20))
-            .map(|i: u32| (i % 251) as u8)
-            .collect::<Vec<_>>();
+        let big = (0..(3 << 20)).map(|i: u32| (i % 251) as u8).collect::<Vec<_>>();
         let mut reference = item(1, b"ref".to_vec());
         reference.flags = FLAG_REFERENCE;
         reference.status = 422;
-        round_trip(
-            FrameKind::Result,
-            vec![item(0, big.clone()), reference, item(2, big)],
-        )
-        .await;
+        round_trip(FrameKind::Result, vec![item(0, big.clone()), reference, item(2, big)]).await;
     }
 
     #[tokio::test]
     async fn hello_round_trips() {
-        let hello = Hello {
-            stage: 2,
-            worker_id: 3,
-            pid: 4242,
-        };
+        let hello = Hello { stage: 2, worker_id: 3, pid: 4242 };
         let mut wire = Vec::new();
         write_hello(&mut wire, hello).await.unwrap();
-        assert_eq!(
-            read_frame(&mut wire.as_slice()).await.unwrap(),
-            Frame::Hello(hello)
-        );
+        assert_eq!(read_frame(&mut wire.as_slice()).await.unwrap(), Frame::Hello(hello));
     }
 
     #[test]
@@ -375,18 +351,12 @@ mod tests {
         // Payload length beyond the body.
         let mut body = vec![3u8, 0, 1, 0];
         body.extend_from_slice(&[1, 0, 0, 0, 0, 0, 200, 0, 10, 0, 0, 0, 1, 2]);
-        assert!(matches!(
-            decode_body(body.into()),
-            Err(ProtocolError::Malformed(_))
-        ));
+        assert!(matches!(decode_body(body.into()), Err(ProtocolError::Malformed(_))));
     }
 
     #[tokio::test]
     async fn closed_socket_is_an_io_error() {
         let empty: &[u8] = &[];
-        assert!(matches!(
-            read_frame(&mut &*empty).await,
-            Err(ProtocolError::Io(_))
-        ));
+        assert!(matches!(read_frame(&mut &*empty).await, Err(ProtocolError::Io(_))));
     }
 }

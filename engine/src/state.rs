@@ -70,9 +70,7 @@ impl Shared {
             .iter()
             .enumerate()
             .map(|(index, stage)| Stage {
-                label: StageLabels {
-                    stage: format!("{}_{}", index + 1, stage.name),
-                },
+                label: StageLabels { stage: format!("{}_{}", index + 1, stage.name) },
                 queue: StageQueue::default(),
                 connected: AtomicUsize::new(0),
                 max_wait: Duration::from_millis(stage.max_wait_time_ms),
@@ -82,21 +80,11 @@ impl Shared {
         let routes = config
             .routes
             .iter()
-            .map(
-                |RouteConfig {
-                     path,
-                     stages,
-                     mime,
-                     stream,
-                 }| {
-                    let route = Route {
-                        pipeline: stages.clone().into(),
-                        mime: mime.clone(),
-                        stream: *stream,
-                    };
-                    (path.clone(), route)
-                },
-            )
+            .map(|RouteConfig { path, stages, mime, stream }| {
+                let route =
+                    Route { pipeline: stages.clone().into(), mime: mime.clone(), stream: *stream };
+                (path.clone(), route)
+            })
             .collect();
         Self {
             metrics: Metrics::new(&config.namespace),
@@ -128,9 +116,7 @@ impl Shared {
             }
             self.all_started.store(true, Ordering::Release);
         }
-        self.stages
-            .iter()
-            .all(|stage| stage.connected.load(Ordering::Acquire) >= 1)
+        self.stages.iter().all(|stage| stage.connected.load(Ordering::Acquire) >= 1)
     }
 
     /// Whether shutdown has started.
@@ -140,10 +126,7 @@ impl Shared {
 
     /// Connected workers per stage.
     pub fn connected_workers(&self) -> Vec<usize> {
-        self.stages
-            .iter()
-            .map(|stage| stage.connected.load(Ordering::Acquire))
-            .collect()
+        self.stages.iter().map(|stage| stage.connected.load(Ordering::Acquire)).collect()
     }
 }
 

@@ -29,10 +29,7 @@ pub struct Outcome {
 impl Outcome {
     /// An engine-made error outcome.
     pub fn error(status: u16, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: Bytes::from(message.into()),
-        }
+        Self { status, body: Bytes::from(message.into()) }
     }
 }
 
@@ -83,11 +80,7 @@ pub struct TaskTable {
 
 impl Default for TaskTable {
     fn default() -> Self {
-        Self {
-            entries: Mutex::default(),
-            next_id: AtomicU32::new(1),
-            count: watch::channel(0).0,
-        }
+        Self { entries: Mutex::default(), next_id: AtomicU32::new(1), count: watch::channel(0).0 }
     }
 }
 
@@ -99,19 +92,14 @@ fn hop(pipeline: &Pipeline, position: usize) -> Hop {
     if position + 1 == pipeline.len() {
         flags |= FLAG_EGRESS;
     }
-    Hop {
-        stage: pipeline[position],
-        flags,
-    }
+    Hop { stage: pipeline[position], flags }
 }
 
 impl TaskTable {
     fn lock(&self) -> MutexGuard<'_, HashMap<TaskId, Entry>> {
         // A panic while holding this lock cannot leave the map half-updated (every update is a
         // single insert/remove/field write), so a poisoned lock is still safe to use.
-        self.entries
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.entries.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Adds a task at the start of `pipeline` (which must not be empty); `events` receives its
@@ -132,16 +120,8 @@ impl TaskTable {
                 break id;
             }
         };
-        entries.insert(
-            id,
-            Entry {
-                pipeline,
-                position: 0,
-                reply: Some(reply),
-                holder: None,
-                events,
-            },
-        );
+        entries
+            .insert(id, Entry { pipeline, position: 0, reply: Some(reply), holder: None, events });
         self.count.send_replace(entries.len());
         (id, first, receiver)
     }
@@ -161,9 +141,7 @@ impl TaskTable {
 
     /// Whether the task is still waiting for an answer.
     pub fn is_pending(&self, id: TaskId) -> bool {
-        self.lock()
-            .get(&id)
-            .is_some_and(|entry| entry.reply.is_some())
+        self.lock().get(&id).is_some_and(|entry| entry.reply.is_some())
     }
 
     /// Records that a worker link now holds the task; false when the task is no longer pending
@@ -182,10 +160,7 @@ impl TaskTable {
     pub fn stream_event(&self, id: TaskId, status: u16, payload: Bytes) {
         let entries = self.lock();
         if let Some(events) = entries.get(&id).and_then(|entry| entry.events.as_ref()) {
-            let _ = events.send(Outcome {
-                status,
-                body: payload,
-            });
+            let _ = events.send(Outcome { status, body: payload });
         }
     }
 
@@ -205,21 +180,14 @@ impl TaskTable {
         }
         if let Some(reply) = entry.reply.take() {
             // The receiver may be gone (client left); nothing else to do then.
-            let _ = reply.send(Outcome {
-                status,
-                body: payload,
-            });
+            let _ = reply.send(Outcome { status, body: payload });
         }
         Advance::Done
     }
 
     /// Ends one task with an engine-made outcome, if it has not ended yet.
     pub fn fail(&self, id: TaskId, outcome: Outcome) {
-        if let Some(reply) = self
-            .lock()
-            .get_mut(&id)
-            .and_then(|entry| entry.reply.take())
-        {
+        if let Some(reply) = self.lock().get_mut(&id).and_then(|entry| entry.reply.take()) {
             let _ = reply.send(outcome);
         }
     }
@@ -285,34 +253,16 @@ mod tests {
     fn a_task_walks_its_pipeline_then_ends() {
         let table = TaskTable::default();
         let (id, first, mut rx) = table.create(pipeline(&[4, 5, 6]), None);
-        assert_eq!(
-            first,
-            Hop {
-                stage: 4,
-                flags: FLAG_INGRESS
-            }
-        );
+        assert_eq!(first, Hop { stage: 4, flags: FLAG_INGRESS });
+        assert_eq!(table.advance(id, 200, Bytes::new()), Advance::Next(Hop { stage: 5, flags: 0 }));
         assert_eq!(
             table.advance(id, 200, Bytes::new()),
-            Advance::Next(Hop { stage: 5, flags: 0 })
+            Advance::Next(Hop { stage: 6, flags: FLAG_EGRESS })
         );
-        assert_eq!(
-            table.advance(id, 200, Bytes::new()),
-            Advance::Next(Hop {
-                stage: 6,
-                flags: FLAG_EGRESS
-            })
-        );
-        assert_eq!(
-            table.advance(id, 200, Bytes::from_static(b"out")),
-            Advance::Done
-        );
+        assert_eq!(table.advance(id, 200, Bytes::from_static(b"out")), Advance::Done);
         assert_eq!(
             rx.try_recv().unwrap(),
-            Outcome {
-                status: 200,
-                body: Bytes::from_static(b"out")
-            }
+            Outcome { status: 200, body: Bytes::from_static(b"out") }
         );
         assert!(!table.is_pending(id));
         table.remove(id);
@@ -330,10 +280,7 @@ mod tests {
     fn an_error_skips_the_remaining_stages() {
         let table = TaskTable::default();
         let (id, _, mut rx) = table.create(pipeline(&[0, 1, 2]), None);
-        assert_eq!(
-            table.advance(id, 422, Bytes::from_static(b"bad")),
-            Advance::Done
-        );
+        assert_eq!(table.advance(id, 422, Bytes::from_static(b"bad")), Advance::Done);
         assert_eq!(rx.try_recv().unwrap().status, 422);
         // A late result for the ended task changes nothing.
         assert_eq!(table.advance(id, 200, Bytes::new()), Advance::Done);
@@ -378,10 +325,7 @@ mod tests {
         table.remove(answered);
         table.remove(held);
         assert_eq!(cancelled.try_recv().unwrap(), held);
-        assert!(
-            cancelled.try_recv().is_err(),
-            "an answered task is not cancelled"
-        );
+        assert!(cancelled.try_recv().is_err(), "an answered task is not cancelled");
         assert!(!table.hold(held, &link), "a removed task cannot be held");
     }
 
@@ -393,19 +337,14 @@ mod tests {
         let (plain, _, _rx2) = table.create(pipeline(&[0]), None);
         table.stream_event(streaming, 200, Bytes::from_static(b"tok"));
         table.stream_event(plain, 200, Bytes::from_static(b"lost"));
-        assert_eq!(
-            received.try_recv().unwrap().body,
-            Bytes::from_static(b"tok")
-        );
+        assert_eq!(received.try_recv().unwrap().body, Bytes::from_static(b"tok"));
         assert!(received.try_recv().is_err());
     }
 
     #[test]
     fn fail_all_answers_every_pending_task_once() {
         let table = TaskTable::default();
-        let mut receivers: Vec<_> = (0..3)
-            .map(|_| table.create(pipeline(&[0]), None).2)
-            .collect();
+        let mut receivers: Vec<_> = (0..3).map(|_| table.create(pipeline(&[0]), None).2).collect();
         assert_eq!(table.fail_all(&Outcome::error(503, "draining")), 3);
         assert_eq!(table.fail_all(&Outcome::error(503, "draining")), 0);
         for rx in &mut receivers {

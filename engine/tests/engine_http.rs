@@ -24,14 +24,9 @@ enum Behaviour {
 }
 
 fn socket_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    std::env::temp_dir().join(format!(
-        "mosec-test-{name}-{}-{nanos}.sock",
-        std::process::id()
-    ))
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    std::env::temp_dir().join(format!("mosec-test-{name}-{}-{nanos}.sock", std::process::id()))
 }
 
 fn start(name: &str, timeout_ms: u64, max_request_size: usize) -> (Engine, u16, PathBuf) {
@@ -66,22 +61,12 @@ fn start(name: &str, timeout_ms: u64, max_request_size: usize) -> (Engine, u16, 
 /// Runs a test worker on its own thread until its socket closes.
 fn spawn_worker(socket: PathBuf, behaviour: Behaviour) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
             let mut stream = UnixStream::connect(&socket).await.unwrap();
-            write_hello(
-                &mut stream,
-                Hello {
-                    stage: 0,
-                    worker_id: 1,
-                    pid: std::process::id(),
-                },
-            )
-            .await
-            .unwrap();
+            write_hello(&mut stream, Hello { stage: 0, worker_id: 1, pid: std::process::id() })
+                .await
+                .unwrap();
             while let Ok(Frame::Items(FrameKind::Batch, items)) = read_frame(&mut stream).await {
                 match behaviour {
                     Behaviour::Echo => {
@@ -92,9 +77,7 @@ fn spawn_worker(socket: PathBuf, behaviour: Behaviour) -> std::thread::JoinHandl
                                 item
                             })
                             .collect();
-                        write_items(&mut stream, FrameKind::Result, &results)
-                            .await
-                            .unwrap();
+                        write_items(&mut stream, FrameKind::Result, &results).await.unwrap();
                     }
                     Behaviour::Hang => {}
                     Behaviour::Die => return,
@@ -115,9 +98,7 @@ fn wait_ready(engine: &Engine) {
 /// One HTTP/1.1 request; returns (status, headers, body) as text.
 fn request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
@@ -134,11 +115,7 @@ fn request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String, St
 #[test]
 fn echoes_through_a_worker_and_serves_health_and_metrics() {
     let (engine, port, socket) = start("echo", 3000, 1024);
-    assert_eq!(
-        request(port, "GET", "/", b"").0,
-        503,
-        "not ready before a worker connects"
-    );
+    assert_eq!(request(port, "GET", "/", b"").0, 503, "not ready before a worker connects");
     let worker = spawn_worker(socket, Behaviour::Echo);
     wait_ready(&engine);
     let (status, headers, body) = request(port, "POST", "/inference", b"{\"x\": 1}");
@@ -194,10 +171,7 @@ fn a_worker_dying_with_a_batch_fails_it_at_once() {
     let (status, _, body) = request(port, "POST", "/inference", b"{}");
     assert_eq!(status, 500);
     assert!(body.contains("exited"), "{body}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "failed only after the deadline"
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "failed only after the deadline");
     worker.join().unwrap();
     // A replacement worker picks up the next request.
     let replacement = spawn_worker(socket, Behaviour::Echo);
@@ -229,13 +203,6 @@ fn a_taken_port_is_a_clear_error() {
         mime: "x".into(),
         stream: false,
     });
-    let err = Engine::new(config)
-        .unwrap()
-        .start()
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains(&format!("127.0.0.1:{port}")) && err.contains("another server"),
-        "{err}"
-    );
+    let err = Engine::new(config).unwrap().start().unwrap_err().to_string();
+    assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("another server"), "{err}");
 }

@@ -41,11 +41,7 @@ pub fn request_coding(headers: &HeaderMap) -> Result<Option<Coding>, DecodeError
     let Some(value) = headers.get(CONTENT_ENCODING) else {
         return Ok(None);
     };
-    match value
-        .to_str()
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
+    match value.to_str().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         Ok("" | "identity") => Ok(None),
         Ok("gzip" | "x-gzip") => Ok(Some(Coding::Gzip)),
         Ok("zstd") => Ok(Some(Coding::Zstd)),
@@ -84,11 +80,7 @@ pub fn preferred(headers: &HeaderMap) -> Option<Coding> {
         let mut fields = part.split(';');
         let token = fields.next().unwrap_or("").trim().to_ascii_lowercase();
         let quality = fields
-            .find_map(|f| {
-                f.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-            })
+            .find_map(|f| f.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
             .unwrap_or(1.0);
         let coding = match token.as_str() {
             "zstd" => Coding::Zstd,
@@ -138,41 +130,20 @@ mod tests {
         for coding in [Coding::Gzip, Coding::Zstd] {
             let packed = encode(coding, &body).unwrap();
             assert!(packed.len() < body.len());
-            assert_eq!(
-                decode(coding, &packed, body.len()).unwrap(),
-                Bytes::from(body.clone())
-            );
-            assert_eq!(
-                decode(coding, &packed, body.len() - 1),
-                Err(DecodeError::TooLarge)
-            );
+            assert_eq!(decode(coding, &packed, body.len()).unwrap(), Bytes::from(body.clone()));
+            assert_eq!(decode(coding, &packed, body.len() - 1), Err(DecodeError::TooLarge));
         }
-        assert!(matches!(
-            decode(Coding::Gzip, b"not gzip", 100),
-            Err(DecodeError::Corrupt(_))
-        ));
+        assert!(matches!(decode(Coding::Gzip, b"not gzip", 100), Err(DecodeError::Corrupt(_))));
     }
 
     #[test]
     fn negotiates_codings() {
-        assert_eq!(
-            preferred(&headers(ACCEPT_ENCODING, "gzip, zstd")),
-            Some(Coding::Zstd)
-        );
-        assert_eq!(
-            preferred(&headers(ACCEPT_ENCODING, "zstd;q=0.5, gzip")),
-            Some(Coding::Gzip)
-        );
+        assert_eq!(preferred(&headers(ACCEPT_ENCODING, "gzip, zstd")), Some(Coding::Zstd));
+        assert_eq!(preferred(&headers(ACCEPT_ENCODING, "zstd;q=0.5, gzip")), Some(Coding::Gzip));
         assert_eq!(preferred(&headers(ACCEPT_ENCODING, "br, gzip;q=0")), None);
         assert_eq!(preferred(&HeaderMap::new()), None);
-        assert_eq!(
-            request_coding(&headers(CONTENT_ENCODING, "gzip")),
-            Ok(Some(Coding::Gzip))
-        );
-        assert_eq!(
-            request_coding(&headers(CONTENT_ENCODING, "identity")),
-            Ok(None)
-        );
+        assert_eq!(request_coding(&headers(CONTENT_ENCODING, "gzip")), Ok(Some(Coding::Gzip)));
+        assert_eq!(request_coding(&headers(CONTENT_ENCODING, "identity")), Ok(None));
         assert_eq!(
             request_coding(&headers(CONTENT_ENCODING, "br")),
             Err(DecodeError::Unsupported("br".into()))

@@ -74,10 +74,7 @@ impl Documents {
                     assets.insert(name, Bytes::from(std::fs::read(entry.path())?));
                 }
             }
-            assets.insert(
-                "index.html".to_owned(),
-                Bytes::from_static(SWAGGER_INDEX.as_bytes()),
-            );
+            assets.insert("index.html".to_owned(), Bytes::from_static(SWAGGER_INDEX.as_bytes()));
         }
         Ok(Self { openapi, assets })
     }
@@ -115,17 +112,12 @@ mod tests {
         };
         let documents = Documents::load(&config).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(
-            documents.serve(OPENAPI_PATH).unwrap().status(),
-            StatusCode::OK
-        );
+        assert_eq!(documents.serve(OPENAPI_PATH).unwrap().status(), StatusCode::OK);
         let css = documents.serve("/openapi/swagger/swagger-ui.css").unwrap();
         assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
         let index = documents.serve("/openapi/swagger/").unwrap();
         assert_eq!(index.status(), StatusCode::OK);
-        let escape = documents
-            .serve("/openapi/swagger/../../etc/passwd")
-            .unwrap();
+        let escape = documents.serve("/openapi/swagger/../../etc/passwd").unwrap();
         assert_eq!(escape.status(), StatusCode::NOT_FOUND);
         assert!(documents.serve("/inference").is_none());
     }

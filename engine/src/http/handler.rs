@@ -36,9 +36,7 @@ pub async fn handle(
         _ => match shared.routes.get(&path) {
             Some(route) if request.method() == Method::POST => {
                 let response = infer(request, route, &shared, id.clone()).await;
-                shared
-                    .metrics
-                    .count_response(response.status().as_u16(), &path);
+                shared.metrics.count_response(response.status().as_u16(), &path);
                 response
             }
             Some(_) => not_allowed("POST"),
@@ -50,26 +48,18 @@ pub async fn handle(
 
 fn with_request_id(mut response: Response<Body>, id: Bytes) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_maybe_shared(id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID), value);
+        response.headers_mut().insert(HeaderName::from_static(REQUEST_ID), value);
     }
     response
 }
 
 fn readiness(shared: &Shared) -> Response<Body> {
     if shared.is_draining() {
-        text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service unavailable: server is shutting down",
-        )
+        text(StatusCode::SERVICE_UNAVAILABLE, "service unavailable: server is shutting down")
     } else if shared.is_ready() {
         text(StatusCode::OK, "mosec service is ready")
     } else {
-        text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service unavailable: workers are starting",
-        )
+        text(StatusCode::SERVICE_UNAVAILABLE, "service unavailable: workers are starting")
     }
 }
 
@@ -79,12 +69,8 @@ fn metrics(shared: &Shared) -> Response<Body> {
 }
 
 fn not_allowed(allow: &'static str) -> Response<Body> {
-    let mut response = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method not allowed: use {allow}"),
-    );
-    response
-        .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static(allow));
+    let mut response =
+        text(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed: use {allow}"));
+    response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
     response
 }

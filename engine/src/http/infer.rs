@@ -61,14 +61,10 @@ async fn admit(
         ));
     }
     let Ok(permit) = shared.capacity.clone().try_acquire_owned() else {
-        let message = format!(
-            "too many requests: {} tasks already in flight",
-            shared.config.capacity
-        );
+        let message =
+            format!("too many requests: {} tasks already in flight", shared.config.capacity);
         let mut response = text(StatusCode::TOO_MANY_REQUESTS, message);
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
         return Err(response);
     };
     let limit = shared.config.max_request_size;
@@ -98,10 +94,7 @@ async fn admit(
         }
         Err(err) => {
             debug!(error = %err, "reading a request body failed");
-            return Err(text(
-                StatusCode::BAD_REQUEST,
-                "bad request: the body could not be read",
-            ));
+            return Err(text(StatusCode::BAD_REQUEST, "bad request: the body could not be read"));
         }
     };
     let body = match coding {
@@ -110,10 +103,7 @@ async fn admit(
             DecodeError::TooLarge => too_large(limit),
             DecodeError::Corrupt(why) => text(
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "bad request: the body is not valid {}: {why}",
-                    coding.token()
-                ),
+                format!("bad request: the body is not valid {}: {why}", coding.token()),
             ),
             DecodeError::Unsupported(_) => unreachable_decode(),
         })?,
@@ -124,10 +114,7 @@ async fn admit(
 /// `request_coding` only reports `Unsupported`, and `decode` never does; answer 400 rather
 /// than panic if that ever changes.
 fn unreachable_decode() -> Response<Body> {
-    text(
-        StatusCode::BAD_REQUEST,
-        "bad request: the body could not be decoded",
-    )
+    text(StatusCode::BAD_REQUEST, "bad request: the body could not be decoded")
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -144,10 +131,7 @@ fn too_large(limit: usize) -> Response<Body> {
 fn timeout_outcome(shared: &Shared) -> Outcome {
     Outcome::error(
         408,
-        format!(
-            "request timeout: no answer within {} ms",
-            shared.config.timeout_ms
-        ),
+        format!("request timeout: no answer within {} ms", shared.config.timeout_ms),
     )
 }
 
@@ -203,9 +187,8 @@ async fn stream(
     request_id: &Bytes,
 ) -> Response<Body> {
     let (events_sender, mut events) = mpsc::unbounded_channel();
-    let (task_id, hop, mut outcome) = shared
-        .tasks
-        .create(route.pipeline.clone(), Some(events_sender));
+    let (task_id, hop, mut outcome) =
+        shared.tasks.create(route.pipeline.clone(), Some(events_sender));
     let guard = TaskGuard::new(shared.tasks.clone(), task_id);
     shared.stages[hop.stage].queue.push(Queued {
         task_id,
@@ -239,10 +222,7 @@ async fn stream(
 fn event_stream_response(body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(EVENT_STREAM),
-    );
+    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(EVENT_STREAM));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }

@@ -47,9 +47,7 @@ pub fn text(status: StatusCode, message: impl Into<Bytes>) -> Response<Body> {
 
 /// Adds the headers every response carries.
 pub fn finish(mut response: Response<Body>) -> Response<Body> {
-    response
-        .headers_mut()
-        .insert(SERVER, HeaderValue::from_static(SERVER_NAME));
+    response.headers_mut().insert(SERVER, HeaderValue::from_static(SERVER_NAME));
     response
 }
 
@@ -66,11 +64,7 @@ mod tests {
         assert_eq!(status_from_worker(500), StatusCode::INTERNAL_SERVER_ERROR);
         // Not an error and not plain success: a worker bug, reported as 500.
         for odd in [0, 1, 204, 302, 700, u16::MAX] {
-            assert_eq!(
-                status_from_worker(odd),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "{odd}"
-            );
+            assert_eq!(status_from_worker(odd), StatusCode::INTERNAL_SERVER_ERROR, "{odd}");
         }
     }
 
@@ -78,9 +72,6 @@ mod tests {
     fn error_responses_are_text_with_the_server_header() {
         let response = finish(text(StatusCode::NOT_FOUND, "not found"));
         assert_eq!(response.headers()[CONTENT_TYPE], TEXT_PLAIN);
-        assert!(response.headers()[SERVER]
-            .to_str()
-            .unwrap()
-            .starts_with("mosec/"));
+        assert!(response.headers()[SERVER].to_str().unwrap().starts_with("mosec/"));
     }
 }

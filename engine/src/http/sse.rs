@@ -123,9 +123,7 @@ impl Body for EventStream {
             return this.finish_with(Some(error_event(408, message.as_bytes())));
         }
         if this.keepalive.poll_tick(cx).is_ready() {
-            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-                b": keep-alive\n\n",
-            )))));
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b": keep-alive\n\n")))));
         }
         Poll::Pending
     }
@@ -146,10 +144,7 @@ mod tests {
     #[test]
     fn events_are_framed_line_by_line() {
         assert_eq!(data_event(b"hello"), Bytes::from_static(b"data: hello\n\n"));
-        assert_eq!(
-            data_event(b"a\nb"),
-            Bytes::from_static(b"data: a\ndata: b\n\n")
-        );
+        assert_eq!(data_event(b"a\nb"), Bytes::from_static(b"data: a\ndata: b\n\n"));
         let error = error_event(422, b"bad \"field\"");
         assert_eq!(
             error,

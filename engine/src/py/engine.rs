@@ -18,9 +18,7 @@ impl PyEngine {
     #[new]
     fn new(config_json: &str) -> PyResult<Self> {
         let config = Config::from_json(config_json).map_err(crate::EngineError::from)?;
-        Ok(Self {
-            inner: Engine::new(config)?,
-        })
+        Ok(Self { inner: Engine::new(config)? })
     }
 
     /// Binds the HTTP port and worker socket and starts serving.
