@@ -16,7 +16,9 @@ fi
 # The package with its development extras; the extension is (re)built into mosec/.
 "$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[dev]"
 
-# The benchmark harness brings its own installer (load generator, plotting).
-if [ -x benchmarks/install.sh ]; then
-    bash benchmarks/install.sh
+# The benchmark harness brings its own installer (load generator, redis-server, plotting). The
+# comparison targets' virtual environments are made by `make bench` on first use, not here, so
+# installing for the tests stays quick.
+if [ -f benchmarks/install.sh ]; then
+    BENCH_SKIP_VENVS=1 PY="$PY" bash benchmarks/install.sh
 fi
