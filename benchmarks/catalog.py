@@ -5,6 +5,7 @@ runtime's name for single-flavour stacks (``litserve``). Adding an IPC mixin is 
 in ``IPCS``; adding a serving stack is one ``Script`` (a file in ``targets/``) plus its targets.
 """
 
+import signal
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
@@ -23,6 +24,7 @@ class Script:
         health: a GET path that answers 200 once the server listens.
         kinds: scenario kinds the script can express.
         timeout_flag: whether it takes mosec's ``--timeout`` (milliseconds).
+        stop_signal: the signal that shuts it down gracefully.
     """
 
     file: str
@@ -30,6 +32,7 @@ class Script:
     health: str
     kinds: FrozenSet[str]
     timeout_flag: bool
+    stop_signal: int = signal.SIGTERM
 
     def argv(self, port: int, timeout_s: float) -> List[str]:
         """Command-line flags for a server listening on 127.0.0.1 only."""
@@ -40,7 +43,14 @@ class Script:
 
 
 MOSEC = Script("mosec_server.py", "/inference", "/", ALL_KINDS, timeout_flag=True)
-LITSERVE = Script("litserve_server.py", "/predict", "/health", frozenset({"echo", "batch"}), False)
+LITSERVE = Script(
+    "litserve_server.py",
+    "/predict",
+    "/health",
+    frozenset({"echo", "batch"}),
+    timeout_flag=False,
+    stop_signal=signal.SIGINT,  # LitServe shuts down on Ctrl-C; SIGTERM leaves it waiting
+)
 STUB = Script("stub_server.py", "/inference", "/", frozenset({"echo"}), timeout_flag=False)
 
 

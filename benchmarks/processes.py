@@ -95,8 +95,8 @@ class ProcessTree:
         except OSError:
             return ""
 
-    def stop(self, grace_s: float = 10.0) -> None:
-        """Stop the whole tree: SIGTERM to the leader, then to the group, then SIGKILL.
+    def stop(self, grace_s: float = 10.0, first: int = signal.SIGTERM) -> None:
+        """Stop the whole tree: ``first`` (SIGTERM) to the leader, SIGTERM to the group, SIGKILL.
 
         Waits up to ``grace_s`` for a graceful exit, then a short while after each escalation.
         Afterwards no process of the tree is alive (except one that ignores SIGKILL: impossible).
@@ -106,7 +106,7 @@ class ProcessTree:
         self.processes()
         pgid = self._proc.pid
         if self._proc.poll() is None:
-            _signal_pid(self._proc, signal.SIGTERM)
+            _signal_pid(self._proc, first)
             self._wait_gone(grace_s / 2)
         if self._remaining():
             _signal_group(pgid, signal.SIGTERM)

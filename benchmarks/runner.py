@@ -1,6 +1,6 @@
 """The measuring loop: per scenario, start every target, then alternate them for each repeat.
 
-For one scenario all its targets are started (one after the other) and kept up; then, for each
+For one scenario all its targets are started (side by side) and kept up; then, for each
 repeat, every target in turn gets a warm-up run and a measured run of the load generator, while a
 monitor records its processes' CPU and memory. The order rotates from one repeat to the next, so
 no target always runs first or last. Every server is stopped by PID when the scenario ends, or
@@ -8,6 +8,7 @@ when anything goes wrong, including Ctrl-C.
 """
 
 import datetime
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -86,16 +87,9 @@ def _run_scenario(
     progress: Progress,
     outcome: Outcome,
 ) -> None:
-    servers: List[TargetServer] = []
+    created = [TargetServer(target, scenario, outdir / "logs") for target in targets]
     try:
-        for target in targets:
-            progress.show(f"{scenario.name}: starting {target.name}")
-            try:
-                server = TargetServer(target, scenario, outdir / "logs")
-                servers.append(server.start(settings.start_timeout_s))
-            except (ServerError, RedisError, OSError) as err:
-                _skip(outcome, progress, scenario, target, f"did not start: {err}")
-                progress.done += settings.repeats
+        servers = _start_all(created, settings, progress, outcome)
         for repeat in range(settings.repeats):
             shift = repeat % max(len(servers), 1)
             for position, server in enumerate(servers[shift:] + servers[:shift]):
@@ -107,8 +101,40 @@ def _run_scenario(
                     outcome.samples.append(sample)
                 progress.advance(f"{scenario.name}: {server.target.name} run {repeat + 1}")
     finally:
-        for server in servers:
-            server.stop()
+        progress.show(f"{scenario.name}: stopping {len(created)} server(s)")
+        with ThreadPoolExecutor(max_workers=max(len(created), 1)) as pool:
+            list(pool.map(TargetServer.stop, created))
+
+
+def _start_all(
+    created: List[TargetServer], settings: Settings, progress: Progress, outcome: Outcome
+) -> List[TargetServer]:
+    """Start the servers side by side (mostly waiting on imports); returns those that started.
+
+    A server that does not start is skipped with the reason. On Ctrl-C the pool first lets the
+    starts in progress finish, so the caller's clean-up finds and stops every process.
+    """
+    if not created:
+        return []
+    progress.show(f"{created[0].scenario.name}: starting {len(created)} server(s)")
+
+    def start(server: TargetServer) -> Optional[str]:
+        try:
+            server.start(settings.start_timeout_s)
+        except (ServerError, RedisError, OSError) as err:
+            return f"did not start: {err}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=len(created)) as pool:
+        failures = list(pool.map(start, created))
+    started = []
+    for server, failure in zip(created, failures):
+        if failure is None:
+            started.append(server)
+        else:
+            _skip(outcome, progress, server.scenario, server.target, failure)
+            progress.done += settings.repeats
+    return started
 
 
 def _measure(

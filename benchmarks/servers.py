@@ -89,7 +89,7 @@ class TargetServer:
     def stop(self) -> None:
         """Stop the server's process tree, then its redis-server; every process by PID."""
         if self.tree is not None:
-            self.tree.stop()
+            self.tree.stop(first=self.target.script.stop_signal)
         if self.redis is not None:
             self.redis.stop()
 
