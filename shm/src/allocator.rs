@@ -47,16 +47,12 @@ impl<'a> Heap<'a> {
     /// The allocator over `[start, end)` of `map`. The caller holds the lock and has validated
     /// the geometry against the mapping's length.
     pub(crate) fn new(map: &'a Mapping, start: u64, end: u64) -> Heap<'a> {
-        Heap {
-            map,
-            hdr: map.header(),
-            start,
-            end,
-        }
+        Heap { map, hdr: map.header(), start, end }
     }
 
-    /// Sets up a fresh arena: one free block spanning the data region.
+    /// Sets up a fresh arena: empty free lists, then one free block spanning the data region.
     pub(crate) fn init(&self) -> Result<()> {
+        self.clear_free_lists();
         let b = self.write_header(self.start, self.end - self.start, 0)?;
         b.set_state(BlockState::Free);
         self.insert_free(self.start)
@@ -73,7 +69,7 @@ impl<'a> Heap<'a> {
         let fits = size >= GRANULE
             && size % GRANULE == 0
             && offset.checked_add(size).is_some_and(|e| e <= self.end);
-        if b.magic.load(Relaxed) != BLOCK_MAGIC || b.self_offset.load(Relaxed) != offset || !fits {
+        if !self.is_block_at(b, offset) || !fits {
             return Err(corrupt(format!("no valid block header at offset {offset}")));
         }
         Ok(b)
@@ -119,6 +115,7 @@ impl<'a> Heap<'a> {
         b.set_state(BlockState::Free);
         b.flags.store(0, Relaxed);
         b.pins.store(0, Relaxed);
+        b.pin_pid.store(0, Relaxed);
         b.generation.store(0, Relaxed);
         self.hdr.used_bytes.fetch_sub(size, Relaxed);
         self.hdr.objects.fetch_sub(1, Relaxed);
@@ -199,13 +196,7 @@ impl<'a> Heap<'a> {
             offset += b.size();
         }
 
-        self.hdr.fl_bitmap.store(0, Relaxed);
-        for fl in 0..FL_COUNT {
-            self.hdr.sl_bitmap[fl].store(0, Relaxed);
-            for sl in 0..SL_COUNT {
-                self.hdr.heads[fl][sl].store(NONE, Relaxed);
-            }
-        }
+        self.clear_free_lists();
         let (mut used, mut objects) = (0, 0);
         for offset in self.blocks()? {
             let b = self.block(offset)?;
@@ -228,7 +219,7 @@ impl<'a> Heap<'a> {
         let head = self.hdr.heads[fl][sl].load(Relaxed);
         if head != NONE {
             let offset = self.offset_of(head);
-            if self.block(offset)?.size() >= want * GRANULE {
+            if self.free_block(offset)?.size() >= want * GRANULE {
                 return Ok(Some(offset));
             }
         }
@@ -252,11 +243,33 @@ impl<'a> Heap<'a> {
         let sl = sl_map.trailing_zeros() as usize;
         let head = self.hdr.heads[fl][sl].load(Relaxed);
         if head == NONE {
-            return Err(corrupt(format!(
-                "bitmap marks empty free list ({fl}, {sl})"
-            )));
+            return Err(corrupt(format!("bitmap marks empty free list ({fl}, {sl})")));
         }
-        Ok(Some(self.offset_of(head)))
+        let offset = self.offset_of(head);
+        if self.free_block(offset)?.size() < want * GRANULE {
+            return Err(corrupt(format!("block {offset} is too small for its class")));
+        }
+        Ok(Some(offset))
+    }
+
+    /// The block at `offset`, which a free list names: it must be a valid, free block.
+    fn free_block(&self, offset: u64) -> Result<&'a BlockHeader> {
+        let b = self.block(offset)?;
+        if b.state() != Some(BlockState::Free) {
+            return Err(corrupt(format!("free list names block {offset}, which is not free")));
+        }
+        Ok(b)
+    }
+
+    /// Empties every free list and bitmap.
+    fn clear_free_lists(&self) {
+        self.hdr.fl_bitmap.store(0, Relaxed);
+        for (bitmap, heads) in self.hdr.sl_bitmap.iter().zip(&self.hdr.heads) {
+            bitmap.store(0, Relaxed);
+            for head in heads {
+                head.store(NONE, Relaxed);
+            }
+        }
     }
 
     /// Pushes the free block at `offset` on the head of its class's list.
@@ -266,9 +279,7 @@ impl<'a> Heap<'a> {
         let me = self.index_of(offset);
         let head = self.hdr.heads[fl][sl].load(Relaxed);
         if head != NONE {
-            self.block(self.offset_of(head))?
-                .prev_free
-                .store(me, Relaxed);
+            self.block(self.offset_of(head))?.prev_free.store(me, Relaxed);
         }
         b.next_free.store(head, Relaxed);
         b.prev_free.store(NONE, Relaxed);
@@ -284,14 +295,10 @@ impl<'a> Heap<'a> {
         let (fl, sl) = class_of(b.size() / GRANULE);
         let (next, prev) = (b.next_free.load(Relaxed), b.prev_free.load(Relaxed));
         if next != NONE {
-            self.block(self.offset_of(next))?
-                .prev_free
-                .store(prev, Relaxed);
+            self.block(self.offset_of(next))?.prev_free.store(prev, Relaxed);
         }
         if prev != NONE {
-            self.block(self.offset_of(prev))?
-                .next_free
-                .store(next, Relaxed);
+            self.block(self.offset_of(prev))?.next_free.store(next, Relaxed);
         } else if self.hdr.heads[fl][sl].load(Relaxed) == self.index_of(offset) {
             self.hdr.heads[fl][sl].store(next, Relaxed);
             if next == NONE {
@@ -301,9 +308,7 @@ impl<'a> Heap<'a> {
                 }
             }
         } else {
-            return Err(corrupt(format!(
-                "free block {offset} missing from its list"
-            )));
+            return Err(corrupt(format!("free block {offset} missing from its list")));
         }
         Ok(())
     }
@@ -319,7 +324,8 @@ impl<'a> Heap<'a> {
         b.pins.store(0, Relaxed);
         b.size.store(size, Relaxed);
         b.prev_size.store(prev_size, Relaxed);
-        b.self_offset.store(offset, Relaxed);
+        b.self_index.store(self.index_of(offset), Relaxed);
+        b.pin_pid.store(0, Relaxed);
         b.generation.store(0, Relaxed);
         b.len.store(0, Relaxed);
         b.next_free.store(NONE, Relaxed);
@@ -334,6 +340,11 @@ impl<'a> Heap<'a> {
             self.block(offset)?.prev_size.store(prev_size, Relaxed);
         }
         Ok(())
+    }
+
+    /// True when `b` carries the block magic and names `offset` as its own position.
+    pub(crate) fn is_block_at(&self, b: &BlockHeader, offset: u64) -> bool {
+        b.magic.load(Relaxed) == BLOCK_MAGIC && b.self_index.load(Relaxed) == self.index_of(offset)
     }
 
     /// Free-list links are granule indices from the start of the data region (they fit in u32).
@@ -407,16 +418,9 @@ mod tests {
     fn search_class_only_holds_blocks_that_fit() {
         for g in (1..5000u64).chain([12 << 14, (192 << 14) + 3, (1 << 31) + 1]) {
             let (fl, sl) = search_class(g).unwrap();
-            assert!(
-                class_base(fl, sl) >= g,
-                "class ({fl},{sl}) may hold blocks < {g}"
-            );
+            assert!(class_base(fl, sl) >= g, "class ({fl},{sl}) may hold blocks < {g}");
             // ... and it is the smallest such class: the class before it has a base < g.
-            let (pfl, psl) = if sl > 0 {
-                (fl, sl - 1)
-            } else {
-                (fl - 1, SL_COUNT - 1)
-            };
+            let (pfl, psl) = if sl > 0 { (fl, sl - 1) } else { (fl - 1, SL_COUNT - 1) };
             if fl > 0 || sl > 0 {
                 assert!(class_base(pfl, psl) < g, "a smaller class would do for {g}");
             }

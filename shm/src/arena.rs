@@ -12,7 +12,7 @@ use crate::allocator::Heap;
 use crate::error::{Result, ShmError};
 use crate::handle::{Draft, View};
 use crate::header::{BlockHeader, BlockState, Header, DATA_START, FLAG_DRAFT, GRANULE, MAGIC};
-use crate::header::{BLOCK_MAGIC, VERSION};
+use crate::header::{PINS_SHARED, VERSION};
 use crate::lock::{futex_wait, futex_wake_all, Acquired};
 use crate::mapping::Mapping;
 use crate::process;
@@ -58,6 +58,17 @@ pub struct Arena {
     creator: bool,
 }
 
+impl std::fmt::Debug for Arena {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arena")
+            .field("path", &self.path)
+            .field("id", &format_args!("{:#018x}", self.id))
+            .field("stats", &self.stats())
+            .field("creator", &self.creator)
+            .finish()
+    }
+}
+
 impl AsRef<Arena> for Arena {
     fn as_ref(&self) -> &Arena {
         self
@@ -88,11 +99,7 @@ impl Arena {
             max: usize::MAX as u64,
         })?;
         let pid = std::process::id();
-        let io_err = |op, source| ShmError::Io {
-            op,
-            path: dir.as_ref().to_path_buf(),
-            source,
-        };
+        let io_err = |op, source| ShmError::Io { op, path: dir.as_ref().to_path_buf(), source };
         let id = process::random_id().map_err(|e| io_err("read /dev/urandom for", e))?;
         let path = dir.as_ref().join(format!("{FILE_PREFIX}{pid}-{id:016x}"));
         let map = Mapping::create(&path, len)?;
@@ -102,20 +109,12 @@ impl Arena {
         hdr.block_header_size.store(GRANULE as u32, Relaxed);
         hdr.arena_id.store(id, Relaxed);
         hdr.creator_pid.store(pid, Relaxed);
-        hdr.creator_start_ticks
-            .store(process::start_ticks(pid).unwrap_or(0), Relaxed);
+        hdr.creator_start_ticks.store(process::start_ticks(pid).unwrap_or(0), Relaxed);
         hdr.file_len.store(file_len, Relaxed);
         hdr.data_start.store(DATA_START, Relaxed);
         hdr.data_end.store(file_len, Relaxed);
         hdr.next_generation.store(1, Relaxed);
-        let arena = Arena {
-            map,
-            path,
-            id,
-            start: DATA_START,
-            end: file_len,
-            creator: true,
-        };
+        let arena = Arena { map, path, id, start: DATA_START, end: file_len, creator: true };
         arena.with_heap(|heap| heap.init())?;
         // Published last: `open` refuses the file until the magic is there.
         arena.map.header().magic.store(MAGIC, Release);
@@ -131,14 +130,9 @@ impl Arena {
         let path = path.as_ref().to_path_buf();
         let map = Mapping::open(&path)?;
         let hdr = map.header();
-        let bad = |reason: String| ShmError::NotAnArena {
-            path: path.clone(),
-            reason,
-        };
+        let bad = |reason: String| ShmError::NotAnArena { path: path.clone(), reason };
         if hdr.magic.load(Acquire) != MAGIC {
-            return Err(bad(
-                "no arena magic (not an arena, or still being created)".into()
-            ));
+            return Err(bad("no arena magic (not an arena, or still being created)".into()));
         }
         let version = hdr.version.load(Relaxed);
         if version != VERSION || hdr.block_header_size.load(Relaxed) != GRANULE as u32 {
@@ -147,18 +141,9 @@ impl Arena {
         let (start, end) = (hdr.data_start.load(Relaxed), hdr.data_end.load(Relaxed));
         let len = map.len() as u64;
         if start != DATA_START || end > len || end < start + MIN_CAPACITY || end % GRANULE != 0 {
-            return Err(bad(format!(
-                "data region [{start}, {end}) does not fit {len} bytes"
-            )));
+            return Err(bad(format!("data region [{start}, {end}) does not fit {len} bytes")));
         }
-        Ok(Arena {
-            id: hdr.arena_id.load(Relaxed),
-            map,
-            path,
-            start,
-            end,
-            creator: false,
-        })
+        Ok(Arena { id: hdr.arena_id.load(Relaxed), map, path, start, end, creator: false })
     }
 
     /// The arena file.
@@ -196,6 +181,12 @@ impl Arena {
         }
     }
 
+    /// How many times the allocator state has been rebuilt, in any process, because a process
+    /// died while holding the arena lock (or damaged metadata was found and repaired).
+    pub fn recoveries(&self) -> u32 {
+        self.map.header().recoveries.load(Relaxed)
+    }
+
     /// Allocates an object of `size` payload bytes (0 allowed), 64-byte aligned, owned by this
     /// process, with a fresh generation. Write it through the returned [`Draft`], then seal it
     /// (or lease it to code that writes through its own mapping). Never waits.
@@ -206,10 +197,7 @@ impl Arena {
     pub fn alloc(&self, size: usize) -> Result<Draft<'_>> {
         let requested = size as u64;
         if requested > self.max_object_size() {
-            return Err(ShmError::TooLarge {
-                requested,
-                max: self.max_object_size(),
-            });
+            return Err(ShmError::TooLarge { requested, max: self.max_object_size() });
         }
         let block = GRANULE + requested.div_ceil(GRANULE) * GRANULE;
         let reference = self.with_heap(|heap| {
@@ -365,38 +353,47 @@ impl Arena {
     }
 
     /// Frees every object owned by process `pid`, which has died (the engine calls this when a
-    /// worker's link drops). Objects still pinned by views are released when those go. Returns
-    /// how many objects were freed. Calling it for this process itself frees its objects but
-    /// leaves its live drafts alone; calling it for another live process makes its drafts and
-    /// references fail (it must not be running on).
+    /// worker's link drops), and drops the pins of the views it held. Objects still pinned by
+    /// views of other processes are released when those go. Returns how many objects were
+    /// freed. For this process itself it frees its objects but leaves its live drafts and views
+    /// alone; for another process that still runs, its drafts and references fail from now on
+    /// (it must not go on using the arena).
     ///
     /// # Errors
     /// [`ShmError::Corrupt`] when the metadata is damaged beyond repair.
     pub fn reclaim_owner(&self, pid: u32) -> Result<usize> {
-        let me = std::process::id();
+        let dead = pid != std::process::id();
         self.with_heap(|heap| {
-            let mut owned = Vec::new();
+            let mut affected = Vec::new();
             for offset in heap.blocks()? {
                 let b = heap.block(offset)?;
-                let state = b.state().unwrap_or(BlockState::Free);
-                if state != BlockState::Free && b.owner_pid.load(Relaxed) == pid {
-                    owned.push((offset, state));
+                let owned = b.owner_pid.load(Relaxed) == pid;
+                let pinned = dead && b.pins.load(Relaxed) > 0 && b.pin_pid.load(Relaxed) == pid;
+                if b.state() != Some(BlockState::Free) && (owned || pinned) {
+                    affected.push(offset);
                 }
             }
             let mut freed = 0;
-            for (offset, state) in owned {
+            for offset in affected {
                 let b = heap.block(offset)?;
-                if pid != me {
-                    // A dead process holds no draft any more.
-                    b.flags.fetch_and(!FLAG_DRAFT, Relaxed);
-                }
-                if state == BlockState::Doomed {
-                    if b.unpinned() {
-                        heap.release(offset)?;
+                if dead {
+                    // A dead process holds no draft and no view any more.
+                    if b.owner_pid.load(Relaxed) == pid {
+                        b.flags.fetch_and(!FLAG_DRAFT, Relaxed);
                     }
-                } else {
-                    freed += 1;
-                    self.release_or_doom(heap, offset, b)?;
+                    if b.pin_pid.load(Relaxed) == pid {
+                        b.pins.store(0, Relaxed);
+                        b.pin_pid.store(0, Relaxed);
+                    }
+                }
+                match b.state() {
+                    Some(BlockState::Doomed) if b.unpinned() => heap.release(offset)?,
+                    Some(BlockState::Doomed) => {}
+                    _ if b.owner_pid.load(Relaxed) == pid => {
+                        freed += 1;
+                        self.release_or_doom(heap, offset, b)?;
+                    }
+                    _ => {}
                 }
             }
             Ok(freed)
@@ -438,10 +435,7 @@ impl Arena {
 
     /// Where a validated reference's payload lies.
     pub(crate) fn span(&self, reference: &Reference) -> Span {
-        Span {
-            offset: reference.offset as usize,
-            len: reference.size as usize,
-        }
+        Span { offset: reference.offset as usize, len: reference.size as usize }
     }
 
     /// The mapping, for the payload slices of drafts and views.
@@ -482,6 +476,9 @@ impl Arena {
             let (offset, b, state) = self.validate(heap, reference)?;
             let pins = b.pins.load(Relaxed).saturating_sub(1);
             b.pins.store(pins, Relaxed);
+            if pins == 0 {
+                b.pin_pid.store(0, Relaxed);
+            }
             if state == BlockState::Doomed && b.unpinned() {
                 heap.release(offset)?;
             }
@@ -498,10 +495,17 @@ impl Arena {
             if state != BlockState::Sealed {
                 return Err(self.wrong_state(reference, state, "sealed"));
             }
-            let pins = b.pins.load(Relaxed).checked_add(1).ok_or_else(|| {
+            let pins = b.pins.load(Relaxed);
+            let more = pins.checked_add(1).ok_or_else(|| {
                 ShmError::Corrupt(format!("pin count overflow at {}", reference.offset))
             })?;
-            b.pins.store(pins, Relaxed);
+            let me = std::process::id();
+            if pins == 0 {
+                b.pin_pid.store(me, Relaxed);
+            } else if b.pin_pid.load(Relaxed) != me {
+                b.pin_pid.store(PINS_SHARED, Relaxed);
+            }
+            b.pins.store(more, Relaxed);
             Ok(self.span(reference))
         })
     }
@@ -525,12 +529,8 @@ impl Arena {
         heap: &Heap<'h>,
         reference: &Reference,
     ) -> Result<(u64, &'h BlockHeader, BlockState)> {
-        let _ = heap; // holding the heap proves the lock is held
         if reference.arena_id != self.id {
-            return Err(ShmError::ForeignArena {
-                expected: self.id,
-                found: reference.arena_id,
-            });
+            return Err(ShmError::ForeignArena { expected: self.id, found: reference.arena_id });
         }
         let out_of_bounds = ShmError::OutOfBounds {
             offset: reference.offset,
@@ -540,17 +540,13 @@ impl Arena {
         };
         let in_bounds = reference.offset % GRANULE == 0
             && reference.offset >= self.start + GRANULE
-            && reference
-                .offset
-                .checked_add(reference.size)
-                .is_some_and(|end| end <= self.end);
+            && reference.offset.checked_add(reference.size).is_some_and(|end| end <= self.end);
         if !in_bounds {
             return Err(out_of_bounds);
         }
         let offset = reference.offset - GRANULE;
         let b: &'h BlockHeader = heap.raw_block(offset).ok_or(out_of_bounds)?;
-        let matches = b.magic.load(Relaxed) == BLOCK_MAGIC
-            && b.self_offset.load(Relaxed) == offset
+        let matches = heap.is_block_at(b, offset)
             && reference.generation != 0
             && b.generation.load(Relaxed) == reference.generation
             && b.len.load(Relaxed) == reference.size;
@@ -599,6 +595,7 @@ impl Arena {
 
     /// Rebuilds the allocator state from the block chain; poisons the arena if that fails.
     fn repair(&self, heap: &Heap<'_>, hdr: &Header) {
+        hdr.recoveries.fetch_add(1, Relaxed);
         if heap.rebuild().is_err() {
             hdr.poisoned.store(1, Relaxed);
         }
@@ -617,11 +614,7 @@ impl Arena {
     fn wrong_state(&self, r: &Reference, state: BlockState, wanted: &'static str) -> ShmError {
         match state {
             BlockState::Doomed | BlockState::Free => self.stale(r),
-            state => ShmError::WrongState {
-                offset: r.offset,
-                state: state.name(),
-                wanted,
-            },
+            state => ShmError::WrongState { offset: r.offset, state: state.name(), wanted },
         }
     }
 }
@@ -653,6 +646,80 @@ fn read_creator(path: &Path) -> Option<(u32, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::mem::offset_of;
+
+    /// A scratch directory for one test, removed at the end.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("shm-unit-{}-{name}", std::process::id()));
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_lock_holder_that_died_mid_update_is_recovered_from() {
+        let scratch = Scratch::new("owner-died");
+        let arena = Arena::create(&scratch.0, 1 << 20).unwrap();
+        let a = arena.alloc(1000).unwrap().seal().unwrap();
+        let b = arena.alloc(1000).unwrap().seal().unwrap();
+        let c = arena.alloc(1000).unwrap().seal().unwrap();
+        arena.free(&a).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let hdr = arena.map.header();
+                let (guard, _) = hdr.lock.lock().unwrap();
+                // Die half-way through freeing `b`: marked free but not merged with `a`, the
+                // free lists emptied, the counters wrong.
+                let block = arena.map.block(b.offset - GRANULE).unwrap();
+                block.set_state(BlockState::Free);
+                hdr.fl_bitmap.store(0, Relaxed);
+                hdr.sl_bitmap.iter().for_each(|m| m.store(0, Relaxed));
+                hdr.used_bytes.store(12345, Relaxed);
+                hdr.objects.store(99, Relaxed);
+                std::mem::forget(guard); // the thread exits holding the robust mutex
+            });
+        });
+        // The next locker gets EOWNERDEAD and rebuilds: `a` and `b` are one free block again.
+        let ab = arena.alloc(2000).unwrap();
+        assert_eq!(ab.reference().offset, a.offset);
+        assert_eq!(arena.stats().objects, 2);
+        drop(ab);
+        arena.free(&c).unwrap();
+        assert_eq!(arena.stats().used_bytes, 0);
+        drop(arena.alloc(arena.max_object_size() as usize).unwrap());
+    }
+
+    #[test]
+    fn sweep_is_not_fooled_by_a_reused_pid() {
+        let scratch = Scratch::new("sweep-reuse");
+        let me = std::process::id();
+        let ticks = process::start_ticks(me).unwrap();
+        let fake = |name: &str, ticks: u64| {
+            let mut bytes = vec![0u8; 4096];
+            let put = |bytes: &mut Vec<u8>, at: usize, v: &[u8]| {
+                bytes[at..at + v.len()].copy_from_slice(v);
+            };
+            put(&mut bytes, offset_of!(Header, magic), &MAGIC.to_le_bytes());
+            put(&mut bytes, offset_of!(Header, creator_pid), &me.to_le_bytes());
+            put(&mut bytes, offset_of!(Header, creator_start_ticks), &ticks.to_le_bytes());
+            let path = scratch.0.join(format!("{FILE_PREFIX}{me}-{name}"));
+            fs::write(&path, bytes).unwrap();
+            path
+        };
+        let mine = fake("00000000000000aa", ticks);
+        let older_owner = fake("00000000000000bb", ticks - 1);
+        assert_eq!(Arena::sweep_stale(&scratch.0).unwrap(), vec![older_owner]);
+        assert!(mine.exists());
+    }
 
     #[test]
     fn names_carry_the_pid() {

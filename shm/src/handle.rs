@@ -28,11 +28,7 @@ pub struct Draft<'a> {
 impl<'a> Draft<'a> {
     /// Wraps a block the arena just allocated in state `Writing` with the draft flag set.
     pub(crate) fn new(arena: &'a Arena, reference: Reference) -> Draft<'a> {
-        Draft {
-            arena,
-            reference,
-            open: true,
-        }
+        Draft { arena, reference, open: true }
     }
 
     /// The object's reference (not resolvable until sealed).
@@ -74,9 +70,7 @@ impl<'a> Draft<'a> {
     /// reclaimed) while being written; it is released now.
     pub fn seal(mut self) -> Result<Reference> {
         self.open = false;
-        self.arena
-            .finish_draft(&self.reference, BlockState::Sealed)
-            .map(|()| self.reference)
+        self.arena.finish_draft(&self.reference, BlockState::Sealed).map(|()| self.reference)
     }
 
     /// Hands the unsealed object to code that writes through its own mapping of the arena file
@@ -87,9 +81,7 @@ impl<'a> Draft<'a> {
     /// As [`Draft::seal`].
     pub fn into_lease(mut self) -> Result<Reference> {
         self.open = false;
-        self.arena
-            .finish_draft(&self.reference, BlockState::Leased)
-            .map(|()| self.reference)
+        self.arena.finish_draft(&self.reference, BlockState::Leased).map(|()| self.reference)
     }
 
     /// Where the payload lies.
@@ -109,9 +101,7 @@ impl Drop for Draft<'_> {
 
 impl fmt::Debug for Draft<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Draft")
-            .field("reference", &self.reference)
-            .finish()
+        f.debug_struct("Draft").field("reference", &self.reference).finish()
     }
 }
 
@@ -130,11 +120,7 @@ pub struct View<A: AsRef<Arena>> {
 impl<A: AsRef<Arena>> View<A> {
     /// Wraps a sealed object that the arena just pinned for this view.
     pub(crate) fn new(arena: A, reference: Reference, span: Span) -> View<A> {
-        View {
-            arena,
-            reference,
-            span,
-        }
+        View { arena, reference, span }
     }
 
     /// The object's reference.

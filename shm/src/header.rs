@@ -75,6 +75,9 @@ pub(crate) struct Header {
     pub used_bytes: AtomicU64,
     /// Number of non-free blocks.
     pub objects: AtomicU64,
+    /// Times the allocator state was rebuilt after a process died holding the lock (or damage
+    /// was found): worth a log line and a metric.
+    pub recoveries: AtomicU32,
     /// Non-zero once recovery found the metadata beyond repair: every call then fails.
     pub poisoned: AtomicU32,
     /// Futex word bumped on every release of space; `alloc_wait` sleeps on it.
@@ -150,6 +153,9 @@ impl BlockState {
     }
 }
 
+/// `pin_pid` when views of several processes pin a block.
+pub(crate) const PINS_SHARED: u32 = u32::MAX;
+
 /// `flags` bit: a [`crate::Draft`] handle for this block still exists in its owner process, so
 /// the block must not be released under it.
 pub(crate) const FLAG_DRAFT: u8 = 1;
@@ -174,8 +180,12 @@ pub(crate) struct BlockHeader {
     pub size: AtomicU64,
     /// Length of the physically previous block (0 for the first), to coalesce with it.
     pub prev_size: AtomicU64,
-    /// The block's own file offset: a header copied elsewhere does not validate.
-    pub self_offset: AtomicU64,
+    /// The block's own position (granule index from the data start): a header copied
+    /// elsewhere does not validate.
+    pub self_index: AtomicU32,
+    /// The process holding every pin, [`PINS_SHARED`] when several do, 0 when none: lets
+    /// `reclaim_owner` drop the pins of a process that died holding views.
+    pub pin_pid: AtomicU32,
     /// Generation of the current allocation; references must match it.
     pub generation: AtomicU64,
     /// Payload length asked for (<= size - 64); references must match it.

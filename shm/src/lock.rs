@@ -92,10 +92,7 @@ impl RobustMutex {
             libc::EOWNERDEAD => Acquired::OwnerDied,
             rc => return Err(io::Error::from_raw_os_error(rc)),
         };
-        let guard = MutexGuard {
-            mutex: self,
-            _not_send: PhantomData,
-        };
+        let guard = MutexGuard { mutex: self, _not_send: PhantomData };
         Ok((guard, acquired))
     }
 }

@@ -57,11 +57,7 @@ impl Mapping {
     /// # Errors
     /// [`ShmError::Io`] naming the failing step.
     pub(crate) fn create(path: &Path, len: usize) -> Result<Mapping> {
-        let io_err = |op, source| ShmError::Io {
-            op,
-            path: path.to_path_buf(),
-            source,
-        };
+        let io_err = |op, source| ShmError::Io { op, path: path.to_path_buf(), source };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -94,19 +90,11 @@ impl Mapping {
             .read(true)
             .write(true)
             .open(path)
-            .map_err(|source| ShmError::Io {
-                op: "open",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| ShmError::Io { op: "open", path: path.to_path_buf(), source })?;
         let len = file
             .metadata()
             .map(|m| usize::try_from(m.len()).unwrap_or(usize::MAX))
-            .map_err(|source| ShmError::Io {
-                op: "stat",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| ShmError::Io { op: "stat", path: path.to_path_buf(), source })?;
         Mapping::map(&file, len, path)
     }
 

@@ -49,10 +49,7 @@ mod tests {
         let ticks = start_ticks(me).unwrap();
         assert!(is_alive(me, ticks));
         assert!(is_alive(me, 0));
-        assert!(
-            !is_alive(me, ticks + 1),
-            "a different start time means pid reuse"
-        );
+        assert!(!is_alive(me, ticks + 1), "a different start time means pid reuse");
         assert!(!is_alive(u32::MAX - 1, 0), "no such pid");
     }
 

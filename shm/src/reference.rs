@@ -49,21 +49,15 @@ impl Reference {
     /// # Errors
     /// [`ShmError::BadReference`] when `bytes` is not exactly [`Reference::LEN`] long.
     pub fn from_bytes(bytes: &[u8]) -> Result<Reference> {
-        let bytes: &[u8; Self::LEN] = bytes.try_into().map_err(|_| ShmError::BadReference {
-            expected: Self::LEN,
-            found: bytes.len(),
-        })?;
+        let bytes: &[u8; Self::LEN] = bytes
+            .try_into()
+            .map_err(|_| ShmError::BadReference { expected: Self::LEN, found: bytes.len() })?;
         let word = |i: usize| {
             let mut w = [0u8; 8];
             w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
             u64::from_le_bytes(w)
         };
-        Ok(Reference {
-            arena_id: word(0),
-            offset: word(1),
-            size: word(2),
-            generation: word(3),
-        })
+        Ok(Reference { arena_id: word(0), offset: word(1), size: word(2), generation: word(3) })
     }
 }
 
@@ -98,12 +92,6 @@ mod tests {
     #[test]
     fn wrong_length_is_rejected() {
         let err = Reference::from_bytes(&[0u8; 31]).unwrap_err();
-        assert!(matches!(
-            err,
-            ShmError::BadReference {
-                expected: 32,
-                found: 31
-            }
-        ));
+        assert!(matches!(err, ShmError::BadReference { expected: 32, found: 31 }));
     }
 }
