@@ -267,8 +267,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv`` and run the command; SIGTERM stops like Ctrl-C, cleaning up first."""
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
-    if args.command == "run":
-        return command_run(args)
-    if args.command == "list":
-        return command_list()
-    return command_setup(args)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in background
+    try:
+        if args.command == "run":
+            return command_run(args)
+        if args.command == "list":
+            return command_list()
+        return command_setup(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process the run started has been stopped", file=sys.stderr)
+        return 130

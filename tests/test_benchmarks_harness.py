@@ -11,6 +11,7 @@ the run survives it. No assertion depends on timing.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -392,6 +393,33 @@ def _check_results(tmp_path, proc, target, scenario="echo"):
 def test_quick_run_on_the_stub_writes_table_json_and_plot(tmp_path):
     run_id, proc = _run_quick(tmp_path, "--targets", "stub", "--scenario", "echo")
     _check_results(tmp_path, proc, "stub")
+    assert not _survivors(run_id)
+
+
+@needs_wrk
+def test_interrupted_run_stops_everything(tmp_path):
+    run_id = f"pytest-int-{os.getpid()}-{time.monotonic_ns()}"
+    command = [sys.executable, "-m", "benchmarks", "run", "--targets", "stub", "--scenario", "echo"]
+    harness = subprocess.Popen(
+        [*command, "--duration", "60", "--results-dir", str(tmp_path)],
+        cwd=REPO,
+        env=dict(os.environ, BENCH_RUN_ID=run_id),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        servers = lambda: [p for p in _survivors(run_id) if p.pid != harness.pid]  # noqa: E731
+        assert _wait_for(lambda: servers() or harness.poll() is not None, timeout_s=60)
+        assert servers(), "the stub server should be running"
+        harness.send_signal(signal.SIGTERM)
+        _, err = harness.communicate(timeout=60)
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.communicate()
+    assert harness.returncode == 130, err[-2000:]
+    assert "interrupted" in err
     assert not _survivors(run_id)
 
 
