@@ -140,7 +140,12 @@ impl Arena {
         }
         let (start, end) = (hdr.data_start.load(Relaxed), hdr.data_end.load(Relaxed));
         let len = map.len() as u64;
-        if start != DATA_START || end > len || end < start + MIN_CAPACITY || end % GRANULE != 0 {
+        let capacity = end.saturating_sub(start);
+        if start != DATA_START
+            || end > len
+            || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity)
+            || end % GRANULE != 0
+        {
             return Err(bad(format!("data region [{start}, {end}) does not fit {len} bytes")));
         }
         Ok(Arena { id: hdr.arena_id.load(Relaxed), map, path, start, end, creator: false })

@@ -70,6 +70,24 @@
 //! - **Bounded waits**: [`Arena::alloc`] fails at once with [`ShmError::Full`];
 //!   [`Arena::alloc_wait`] sleeps on a futex in the header that every release bumps.
 
+//! # Using it from processes that map the file themselves (Python workers)
+//! The arena path travels to workers (e.g. in their config); each worker calls [`Arena::open`]
+//! through the engine's bindings for the allocator calls, and maps the same file for the bytes:
+//! `mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)` (Python >= 3.10 on
+//! Linux; `MAP_POPULATE` keeps first touches from faulting). A reference's `offset` and `size`
+//! are file offsets: a producer that leased an object writes `mm[offset:offset + size]` (or
+//! `np.frombuffer(mm, dtype, count, offset)` and fills the array in place), then calls `seal`;
+//! a consumer calls `locate`, which validates the reference, and reads the same range
+//! (read-only numpy views: `arr.flags.writeable = False`). Allocation, sealing, freeing and
+//! validation always go through Rust, never by poking the header from Python. Open the arena
+//! in each worker process (workers are spawned, not forked with live handles).
+//!
+//! Limitations worth knowing: nothing stops a process that ignores the protocol from writing a
+//! sealed object through its own mapping (see `mapping.rs`); views pinned by a process that
+//! dies are dropped by [`Arena::reclaim_owner`] only when that process was the object's single
+//! pinner; [`Arena::sweep_stale`] judges liveness by pid, so servers in different pid
+//! namespaces must not share one /dev/shm directory.
+
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
