@@ -178,7 +178,13 @@ impl<'a> Heap<'a> {
         while offset < self.end {
             let b = self.block(offset)?;
             let free = match b.state() {
-                Some(s) => s == BlockState::Free,
+                Some(BlockState::Free) => true,
+                // Freed and no longer pinned, but the releasing process died before releasing.
+                Some(BlockState::Doomed) if b.unpinned() => {
+                    b.set_state(BlockState::Free);
+                    true
+                }
+                Some(_) => false,
                 None => return Err(corrupt(format!("bad block state at offset {offset}"))),
             };
             match prev {

@@ -21,13 +21,14 @@
 //! - `reference.rs`: [`Reference`] (arena id, offset, size, generation; 32-byte wire form) and
 //!   [`Span`].
 //! - `arena.rs`: [`Arena`]: create/open, alloc, seal, resolve, locate, free, adopt,
-//!   reclaim_owner, sweep_stale, [`Stats`].
+//!   reclaim_owner, [`Stats`].
 //! - `handle.rs`: [`Draft`] (a producer's write access) and [`View`] (a reader's pin).
 //! - `allocator.rs`: the two-level segregated-fit allocator over the shared data region, and
 //!   its crash recovery.
 //! - `header.rs`: the arena header and 64-byte block headers as laid out in the file.
 //! - `mapping.rs`: `mmap` and typed access to the mapping. **Unsafe.**
 //! - `lock.rs`: the robust process-shared mutex and the futex. **Unsafe.**
+//! - `sweep.rs`: [`Arena::sweep_stale`], removing arenas of crashed servers.
 //! - `process.rs`: pid liveness and start times from /proc, random ids.
 //!
 //! # Unsafe code
@@ -105,6 +106,7 @@ mod lock;
 mod mapping;
 mod process;
 mod reference;
+mod sweep;
 
 pub use arena::{Arena, Stats, FILE_PREFIX};
 pub use error::{Result, ShmError};
