@@ -11,6 +11,7 @@ the design. Layout, one concept per module:
 - ``loadgen``: the load generator (``wrk``), its Lua script and the parsing of its output.
 - ``stats``: medians, spreads and ratios.
 - ``runner``: the loop that alternates targets; ``progress``: the progress bar.
-- ``report`` / ``plots`` / ``machine``: the Markdown table, JSON, PNG plots and machine record.
+- ``report`` / ``plots`` / ``machine``: tables of a scenario, PNG plots, the machine record.
+- ``document``: the written results of a run (Markdown, JSON, plots, ``RESULTS.md``).
 - ``cli``: the command line.
 """

@@ -2,7 +2,8 @@
 
 ``run`` measures the chosen scenarios and targets and writes ``benchmarks/results/<timestamp>/``:
 ``results.json`` (every sample, the summaries, the skipped pairs, machine and versions),
-``table.md`` (also printed on stdout), one PNG per scenario, and the servers' logs.
+``table.md`` (also printed on stdout), one PNG per scenario, and the servers' logs. ``publish``
+turns such a folder into ``benchmarks/RESULTS.md`` with its plots in ``benchmarks/figures``.
 """
 
 import argparse
@@ -14,10 +15,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from benchmarks import catalog, scenarios
+from benchmarks import catalog, document, scenarios
 from benchmarks.machine import describe
 from benchmarks.progress import Progress
-from benchmarks.report import markdown, summarize, to_json
 from benchmarks.runner import Settings, run_plan, steps
 from benchmarks.runtimes import HERE, RUNTIMES
 from benchmarks.selection import select
@@ -72,6 +72,8 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     sub.add_parser("list", help="show scenarios, targets and what is available here")
+    publish = sub.add_parser("publish", help="write benchmarks/RESULTS.md from a saved run")
+    publish.add_argument("run_dir", type=Path, help="a folder under benchmarks/results")
     setup = sub.add_parser("setup", help="create the virtual environments ahead of time")
     setup.add_argument("--runtimes", default="upstream,litserve", help="comma list")
     return top
@@ -140,34 +142,21 @@ def command_run(args: argparse.Namespace) -> int:
         "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
         "run_id": os.environ[RUN_ID],
         "settings": vars(settings),
+        "baseline": args.baseline,
         "machine": describe(),
         "runtimes": probes,
     }
     progress = Progress(steps(plan, settings))
-    by_name = {s.name: s for s in chosen_s}
     try:
-        outcome = run_plan(plan, by_name, settings, outdir, progress)
+        outcome = run_plan(plan, {s.name: s for s in chosen_s}, settings, outdir, progress)
     finally:
         progress.close()
-    summaries = [summarize(outcome.samples, name, args.baseline) for name in plan]
-    summaries = [s for s in summaries if s["rows"]]
-    tables = []
-    for summary in summaries:
-        scenario = by_name[summary["scenario"]]
-        tables.append(markdown(summary, scenario, _load_note(settings, scenario)))
-        if not args.no_plots:
-            _plot(summary, scenario, outdir, log)
-    skipped += outcome.skipped
-    text = _document(meta, tables, skipped)
-    (outdir / "table.md").write_text(text)
     result = {
         "meta": meta,
         "samples": outcome.samples,
-        "summaries": [to_json(s) for s in summaries],
-        "skipped": [s.to_dict() for s in skipped],
+        "skipped": [s.to_dict() for s in skipped + outcome.skipped],
     }
-    (outdir / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(text)
+    print(document.write(result, outdir, plots=not args.no_plots, log=log))
     log(f"results in {outdir}")
     return 0 if outcome.samples else 1
 
@@ -183,54 +172,6 @@ def _fresh_dir(parent: Path, stamp: str) -> Path:
         except FileExistsError:
             continue
     raise SystemExit(f"no free result directory under {parent}")
-
-
-def _load_note(settings: Settings, scenario) -> str:
-    """How a scenario was loaded: ``16 connections, 3 × 10 s after 2 s warm-up``."""
-    return (
-        f"{settings.connections(scenario)} connections, {settings.repeats} × "
-        f"{settings.duration(scenario)} s after {settings.warmup_s} s warm-up"
-    )
-
-
-def _plot(summary, scenario, outdir: Path, log) -> None:
-    try:
-        from benchmarks.plots import plot_scenario
-    except ImportError as err:  # pragma: no cover (install.sh installs matplotlib)
-        log(f"no plots: {err}")
-        return
-    plot_scenario(
-        summary, f"{scenario.name}: {scenario.description}", outdir / f"{scenario.name}.png"
-    )
-
-
-def _version(runtime: str, probe: dict) -> str:
-    """What a runtime runs, in a few words: ``upstream: mosec 0.9.8 (python 3.11.7)``."""
-    if "error" in probe:
-        return f"{runtime}: unavailable"
-    package = {"litserve": "litserve", "stub": None}.get(runtime, "mosec")
-    if package and probe.get(package):
-        return f"{runtime}: {package} {probe[package]} (python {probe.get('python')})"
-    return f"{runtime}: python {probe.get('python')}"
-
-
-def _document(meta, tables: List[str], skipped) -> str:
-    """The Markdown report: machine line, one table per scenario, the skipped pairs."""
-    machine = meta["machine"]
-    versions = "; ".join(_version(name, probe) for name, probe in meta["runtimes"].items())
-    lines = [
-        f"## Benchmark run {meta['started']}",
-        "",
-        f"`{meta['command']}` on {machine['cpu']} ({machine['cores']} cores, "
-        f"{machine['memory_gib']} GiB), {machine['os']}, {machine['wrk']}, commit "
-        f"{machine['git_commit']}{' (dirty)' if machine['git_dirty'] else ''}; {versions}.",
-        "",
-        *tables,
-    ]
-    if skipped:
-        lines += ["### Skipped", ""]
-        lines += [f"- {s.scenario} / {s.target}: {s.reason}" for s in skipped]
-    return "\n".join(lines) + "\n"
 
 
 def command_list() -> int:
@@ -249,6 +190,19 @@ def command_list() -> int:
         why = unavailable(t, probes[t.runtime])
         state = "ready" if why is None else why
         print(f"  {t.name:16} {t.script.file:20} {state}" + ("  (hidden)" if t.hidden else ""))
+    return 0
+
+
+def command_publish(args: argparse.Namespace) -> int:
+    """Turn a saved run into ``benchmarks/RESULTS.md``, its plots into ``benchmarks/figures``."""
+    result = json.loads((args.run_dir / "results.json").read_text())
+    figures = HERE / "figures"
+    for old in figures.glob("*.png"):
+        old.unlink()
+    document.plot_all(result, figures, log=print)
+    results_md = HERE / "RESULTS.md"
+    results_md.write_text(document.results_page(result, "figures"))
+    print(f"wrote {results_md.relative_to(HERE.parent)} and {figures.relative_to(HERE.parent)}/")
     return 0
 
 
@@ -273,6 +227,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return command_run(args)
         if args.command == "list":
             return command_list()
+        if args.command == "publish":
+            return command_publish(args)
         return command_setup(args)
     except KeyboardInterrupt:
         print("\ninterrupted: every process the run started has been stopped", file=sys.stderr)

@@ -105,7 +105,7 @@ SCENARIOS: Tuple[Scenario, ...] = (
     ),
     _tensor("tensor-1m", MIB, concurrency=8, timeout_s=10.0, min_s=1),
     _tensor("tensor-12m", 12 * MIB, concurrency=4, timeout_s=30.0, min_s=2),
-    _tensor("tensor-192m", 192 * MIB, concurrency=2, timeout_s=60.0, min_s=6),
+    _tensor("tensor-192m", 192 * MIB, concurrency=2, timeout_s=60.0, min_s=5),
     Scenario(
         name="batch",
         description="1 stage, dynamic batching (batch 16, wait 10 ms) under 64 connections",

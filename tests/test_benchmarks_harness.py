@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the harness is a package at the repository root, not installed
     sys.path.insert(0, str(REPO))
 
-from benchmarks import cli  # noqa: E402
+from benchmarks import cli, document  # noqa: E402
 from benchmarks.catalog import TARGETS  # noqa: E402
 from benchmarks.loadgen import LUA_TEMPLATE, MARKER, LoadGenError, Wrk, parse_wrk_output  # noqa: E402
 from benchmarks.monitor import ResourceMonitor, wait_idle  # noqa: E402
@@ -160,6 +160,32 @@ def test_summary_pairs_ratios_per_repeat():
     assert json.dumps(to_json(summary))
 
 
+def test_rendered_report_and_results_page():
+    samples = [
+        _sample("ours-pickle", 0, 0, 200.0, 5.0),
+        _sample("upstream-pickle", 0, 1, 100.0, 10.0),
+    ]
+    machine = {"cpu": "cpu", "cores": 2, "memory_gib": 1.0, "os": "os", "wrk": "wrk 4"}
+    result = {
+        "meta": {
+            "started": "now",
+            "command": "python -m benchmarks run",
+            "settings": vars(Settings(duration_s=5, warmup_s=1, repeats=1)),
+            "baseline": None,
+            "machine": {**machine, "git_commit": "abc", "git_dirty": False},
+            "runtimes": {"ours": {"mosec": "0.1.0", "python": "3.11"}, "litserve": {"error": "x"}},
+        },
+        "samples": samples,
+        "skipped": [{"scenario": "*", "target": "ours-shm", "reason": "not yet"}],
+    }
+    text = document.render(result)
+    assert "ours: mosec 0.1.0 (python 3.11); litserve: unavailable" in text
+    assert "16 connections, 1 × 5 s after 1 s warm-up" in text
+    assert "| `ours-pickle` | 200 |" in text and "- * / ours-shm: not yet" in text
+    page = document.results_page(result, "figures")
+    assert page.startswith("# Benchmark results") and "![echo](figures/echo.png)" in page
+
+
 def test_baseline_choice():
     assert pick_baseline(["a", "upstream-pickle"], None) == "upstream-pickle"
     assert pick_baseline(["a", "upstream-pickle"], "a") == "a"
@@ -222,7 +248,7 @@ def test_options():
     full = cli.settings_from(cli.parser().parse_args(["run", "--concurrency", "3"]))
     assert (full.duration_s, full.repeats, full.connections(by_name("echo"))) == (10, 3, 3)
     assert full.duration(by_name("tensor-192m")) == 10
-    assert cli.settings_from(args).duration(by_name("tensor-192m")) == 6
+    assert cli.settings_from(args).duration(by_name("tensor-192m")) == 5
     with pytest.raises(SystemExit, match="unknown target"):
         cli.choose(cli.parser().parse_args(["run", "--targets", "nope"]))
     with pytest.raises(SystemExit, match="unknown scenario"):
