@@ -18,8 +18,9 @@
 //!   (say, Python writing into an object it already sealed) makes readers see changing bytes:
 //!   wrong data, but no memory unsafety in the reader beyond that, as the pages stay mapped.
 //! - **The file itself** must keep its length: a process that truncates it would make accesses
-//!   fault with `SIGBUS`. The file is created mode 0600 in a directory only the server's user
-//!   writes, and nothing in this project ever resizes it.
+//!   fault with `SIGBUS`. The file is created mode 0600 (only the server's user can open it
+//!   for writing; /dev/shm's sticky bit keeps others from removing it), and nothing in this
+//!   project ever resizes it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
