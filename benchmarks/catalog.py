@@ -64,6 +64,7 @@ class Ipc:
         carries: payload kinds it can move between stages (``json``, ``tensor``).
         runtimes: runtimes that have (or will have) this mixin.
         daemon: a service the harness must start for it (``redis``), or ``None``.
+        server_args: extra command-line flags for the server (a store size, say).
     """
 
     name: str
@@ -71,6 +72,7 @@ class Ipc:
     carries: FrozenSet[str]
     runtimes: Tuple[str, ...]
     daemon: Optional[str] = None
+    server_args: Tuple[str, ...] = ()
 
 
 _ANY = frozenset({"json", "tensor"})

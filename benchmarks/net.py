@@ -2,16 +2,26 @@
 
 import http.client
 import socket
-from typing import Optional, Tuple
+import threading
+from typing import Optional, Set, Tuple
 
 HOST = "127.0.0.1"
 
 
+_handed_out: Set[int] = set()  # servers start side by side: never give one port twice
+_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    """A TCP port that is free on 127.0.0.1 right now (the OS picks it), new in this process."""
+    with _lock:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((HOST, 0))
+                port = sock.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
 
 
 def request(

@@ -76,6 +76,7 @@ class TargetServer:
             script = self.target.script
             argv = [str(runtime.python), str(TARGETS_DIR / script.file)]
             argv += script.argv(self.port, self.scenario.timeout_s)
+            argv += list(ipc.server_args) if ipc is not None else []
             self.tree = ProcessTree(argv, self.logdir / f"{stem}.log", env=env, cwd=TARGETS_DIR)
             self.tree.start()
             self._wait_ready(timeout_s)
