@@ -22,6 +22,7 @@ from mosec.errors import (
     MosecError,
     MosecTimeoutError,
     ServerError,
+    StreamCancelled,
     ValidationError,
 )
 from mosec.log import get_logger
@@ -41,6 +42,7 @@ __all__ = [
     "SSEWorker",
     "Server",
     "ServerError",
+    "StreamCancelled",
     "ValidationError",
     "Worker",
     "__version__",

@@ -26,6 +26,14 @@ batched ``forward`` that does not return a list of the same length is a 500 for 
 ``forward`` has its own timeout (the stage's ``timeout`` in seconds; 0 means none), enforced with
 ``SIGALRM``: a forward still running then is interrupted with ``MosecTimeoutError`` (408). Code
 that sits inside a long C call without returning to Python is interrupted when the call returns.
+For an ``SSEWorker`` it is an idle timeout: each event sent restarts it (see :mod:`mosec.stream`).
+
+Streaming: an ``SSEWorker`` gets an event channel for each ``forward`` call. When every request of
+the call is abandoned, sending an event raises ``StreamCancelled``; its items are answered with
+status 499, which the engine discards (the tasks are gone).
+
+Logs: while a batch is in hand, every record carries ``request_id`` (the item's id, or the list of
+the batch's ids; see :mod:`mosec.log`).
 """
 
 from __future__ import annotations
@@ -43,13 +51,18 @@ from mosec.errors import (
     ClientError,
     MosecError,
     MosecTimeoutError,
+    StreamCancelled,
     ValidationError,
     error_response,
 )
 from mosec.protocol import FLAG_EGRESS, FLAG_INGRESS, STATUS_OK, Received, Reply, WorkerLink
-from mosec.worker import Worker
+from mosec.stream import EventChannel
+from mosec.worker import SSEWorker, Worker
 
 logger = log.get_logger("coordinator")
+
+#: The status of an item whose clients are gone; the engine has dropped the task and discards it.
+CLIENT_GONE = 499
 
 
 @dataclass(frozen=True)
@@ -170,18 +183,25 @@ class Loop:
         self.timeout_s = spec.timeout_s
         self.name = spec.name
         self.stop = stop
+        # Set by run(); a streaming worker's events go out on it.
+        self.link: WorkerLink | None = None
+        self.sse = worker if isinstance(worker, SSEWorker) else None
         if self.timeout_s > 0:
             signal.signal(signal.SIGALRM, _on_alarm)
 
     def run(self, link: WorkerLink) -> None:
         """Receive, handle and answer batches until EOF or a requested stop."""
         stop = self.stop
+        self.link = link
         while True:
             batch = link.recv_batch()
             if batch is None:
                 return
             stop.busy = True
+            ids = link.request_ids
+            log.set_request_ids((ids[0] or None) if len(ids) == 1 else ids)
             replies = self.handle(batch)
+            log.set_request_ids(None)
             link.send_result(replies)
             stop.busy = False
             if stop.requested:
@@ -209,11 +229,13 @@ class Loop:
         if not inputs:
             return replies
         if self.batched:
+            self._open_stream([batch[index][0] for index in positions])
             outputs = self._forward_batch(inputs, replies, positions)
         else:
-            outputs = [
-                self._forward_one(item, replies, index) for item, index in zip(inputs, positions)
-            ]
+            outputs = []
+            for item, index in zip(inputs, positions):
+                self._open_stream([batch[index][0]])
+                outputs.append(self._forward_one(item, replies, index))
         for index, output in zip(positions, outputs):
             if output is _FAILED:
                 continue
@@ -241,6 +263,8 @@ class Loop:
             else:
                 data = worker.deserialize_ipc(payload)
             step = "forward"
+            if self.sse is not None:
+                self._open_stream([task_id])
             output = self._call_forward(data)
             step = "encoding"
             if flags & FLAG_EGRESS:
@@ -249,14 +273,19 @@ class Loop:
                 encoded = worker.serialize_ipc(output)
             if not isinstance(encoded, bytes):
                 encoded = bytes(encoded)
-        except (Exception, MosecTimeoutError) as err:
+        except (Exception, MosecTimeoutError, StreamCancelled) as err:
             return (task_id, *self._failure(err, step))
         return (task_id, STATUS_OK, encoded)
+
+    def _open_stream(self, task_ids: list[int]) -> None:
+        """Point a streaming worker's events at the requests of the next forward call."""
+        if self.sse is not None and self.link is not None:
+            self.sse._events = EventChannel(self.link, task_ids, self.timeout_s)
 
     def _forward_one(self, data: Any, replies: list[Reply], index: int) -> Any:
         try:
             return self._call_forward(data)
-        except (Exception, MosecTimeoutError) as err:
+        except (Exception, MosecTimeoutError, StreamCancelled) as err:
             replies[index] = (replies[index][0], *self._failure(err, "forward"))
             return _FAILED
 
@@ -264,7 +293,7 @@ class Loop:
         failure: tuple[int, bytes] | None = None
         try:
             outputs = self._call_forward(inputs)
-        except (Exception, MosecTimeoutError) as err:
+        except (Exception, MosecTimeoutError, StreamCancelled) as err:
             failure = self._failure(err, "forward")
         else:
             if isinstance(outputs, (list, tuple)) and len(outputs) == len(inputs):
@@ -295,6 +324,9 @@ class Loop:
 
     def _failure(self, err: BaseException, step: str) -> tuple[int, bytes]:
         """Log an error from user code and give the status and body for the client."""
+        if isinstance(err, StreamCancelled):
+            logger.info("%s stopped streaming: %s", self.name, err)
+            return CLIENT_GONE, b"client closed the request"
         if isinstance(err, (ClientError, ValidationError)):
             logger.debug("%s %s rejected a request: %s", self.name, step, err)
         elif isinstance(err, MosecTimeoutError):

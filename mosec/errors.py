@@ -66,6 +66,17 @@ class MosecTimeoutError(BaseException):
     msg = "mosec timeout error"
 
 
+class StreamCancelled(BaseException):
+    """Every request a streaming ``forward`` is serving has been abandoned.
+
+    :meth:`mosec.SSEWorker.send_stream_event` raises it when the clients of every request of the
+    current ``forward`` call have disconnected (or their requests timed out), so the work stops.
+    Like :class:`MosecTimeoutError` it derives from ``BaseException``, so that a broad
+    ``except Exception`` in user code does not swallow it; catch it by name (or use
+    ``finally``) to clean up.
+    """
+
+
 #: The body of a 500 caused by an exception that is not a ``MosecError``.
 INTERNAL_ERROR_BODY = "inference internal error"
 

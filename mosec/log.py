@@ -6,6 +6,11 @@ name), ``message``, ``pid`` and any extras passed with ``extra={...}``. The Rust
 same keys, so one parser reads the whole server's output. In debug mode the records are readable
 text instead.
 
+While a worker handles a request, every record also carries ``request_id``: the request's id
+(the client's ``x-request-id`` or one the engine made), or the list of ids of the batch ``forward``
+is running on. The worker loop sets it in a context variable (see :func:`set_request_ids`), so the
+records of a user's :func:`get_logger` logger inside ``forward`` carry it too.
+
 Users get the same through :func:`get_logger`, which works at import time (before the server has
 parsed its flags) and follows the server's ``--log-level``/``--debug`` once they are known.
 """
@@ -16,8 +21,9 @@ import json
 import logging
 import os
 import sys
+from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Union
 
 ROOT = "mosec"
 
@@ -34,6 +40,31 @@ _LEVELS["warn"] = logging.WARNING
 
 # The attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+#: What the worker is handling now: one request id, the ids of a batch, or None when idle.
+RequestIds = Union[str, list[str], None]
+_REQUEST_ID: ContextVar[RequestIds] = ContextVar("mosec_request_id", default=None)
+
+
+def set_request_ids(ids: RequestIds) -> None:
+    """Tag the records logged from now on with ``request_id`` (None: no tag).
+
+    The worker loop calls it around each batch; a set per batch is cheaper than a context
+    manager per item on the hot path.
+
+    Args:
+        ids: one request id, the ids of a batch, or None.
+    """
+    _REQUEST_ID.set(ids)
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The record's extras, with the current request id unless ``extra=`` gave one."""
+    extras = {key: value for key, value in vars(record).items() if key not in _STANDARD}
+    ids = _REQUEST_ID.get()
+    if ids is not None and "request_id" not in extras:
+        extras["request_id"] = ids
+    return extras
 
 
 def _timestamp(created: float) -> str:
@@ -52,8 +83,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process,
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and key not in line:
+        for key, value in _extras(record).items():
+            if key not in line:
                 line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
@@ -66,9 +97,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render ``timestamp LEVEL target pid: message key=value...``."""
         level = _LEVEL_NAMES.get(record.levelno, record.levelname)
-        extras = " ".join(
-            f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD
-        )
+        extras = " ".join(f"{key}={value}" for key, value in _extras(record).items())
         text = (
             f"{_timestamp(record.created)} {level:5} {record.name} [{record.process}] "
             f"{record.getMessage()}"

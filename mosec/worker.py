@@ -19,6 +19,7 @@ import pickle
 from typing import Any
 
 from mosec.errors import DecodingError, EncodingError
+from mosec.stream import EventSink
 
 #: ``stage`` of a worker on the first stage of a route.
 STAGE_INGRESS = "ingress"
@@ -34,11 +35,14 @@ class Worker(abc.ABC):
         multi_examples: several inputs used to warm up; see :mod:`mosec.coordinator` for how
             each is fed to ``forward``.
         resp_mime_type: the content type of the response when this worker is the last stage.
+        req_mime_type: the content type ``deserialize`` reads when this worker is the first
+            stage; the OpenAPI document shows it (the server does not check requests' types).
     """
 
     example: Any = None
     multi_examples: list[Any] | None = None
     resp_mime_type: str = "application/json"
+    req_mime_type: str = "application/json"
 
     # Set on the class by the worker process before it builds the instance, so that the
     # user's ``__init__`` can already read them (to pick a GPU by worker_id, say).
@@ -119,20 +123,48 @@ class Worker(abc.ABC):
 
 
 class SSEWorker(Worker):
-    """A worker that streams server-sent events to the client while ``forward`` runs.
+    """A worker that streams server-sent events to its clients while ``forward`` runs.
 
-    The class exists so that mosec scripts import unchanged; the streaming itself arrives with
-    the streaming issue, and until then :meth:`send_stream_event` raises.
+    A route whose last stage is an ``SSEWorker`` answers ``text/event-stream``: each
+    :meth:`send_stream_event` call becomes one ``data:`` event for its request, and the stream ends
+    when ``forward`` returns (its return value is not sent). An error raised before the first
+    event is a plain error response; after it, the client gets ``event: error`` with the status
+    and message as JSON data. Example::
+
+        class Generate(SSEWorker):
+            def forward(self, data):
+                for token in model.generate(data["prompt"]):
+                    self.send_stream_event(token)
+                return data
+
+    With ``max_batch_size > 1``, ``index`` names the request inside the batch.
     """
 
+    # Where events go: the worker loop puts a channel here for each forward call; until then
+    # (warm-up) a sink counts them, so the same forward code runs with no client.
+    _events: EventSink = EventSink()
+
     def send_stream_event(self, text: str, index: int = 0) -> None:
-        """Send one server-sent event to the client of the ``index``-th item of the batch.
+        """Send one server-sent event to the client of the ``index``-th request of the batch.
+
+        When clients disconnect (or their requests time out) the work for them stops:
+
+        - an event for a request whose client is gone is dropped silently;
+        - when the clients of *every* request of the current ``forward`` call are gone, this
+          method raises :class:`mosec.errors.StreamCancelled`. It derives from
+          ``BaseException``, so ``except Exception`` does not catch it; use ``finally`` to clean
+          up, and let it propagate.
+
+        The stage's ``timeout`` is an idle timeout for a streaming ``forward``: each event sent
+        restarts it.
 
         Args:
-            text: the event's data.
-            index: the item in the current batch whose client receives the event.
+            text: the event's data (a str, sent as UTF-8; bytes are sent as they are).
+            index: the position of the request in ``forward``'s input (0 when not batching).
 
         Raises:
-            NotImplementedError: always, until the streaming issue lands.
+            StreamCancelled: every request of this ``forward`` call is abandoned.
+            IndexError: ``index`` names no request of the batch.
+            TypeError: ``text`` is neither str nor bytes.
         """
-        raise NotImplementedError("SSE streaming arrives with the streaming issue")
+        self._events.send(text, index)

@@ -1,0 +1,92 @@
+"""Server-sent events: streaming, errors before and after the first event, batches, disconnects."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+from pathlib import Path
+
+import httpx
+from httpx_sse import connect_sse
+from server_util import Server, StartServer, wait_until
+
+
+def events(server: Server, path: str = "/stream", **body) -> list[tuple[str, str]]:
+    """POST ``body`` and read the whole event stream as ``(event, data)`` pairs."""
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        with connect_sse(client, "POST", path, json=body) as source:
+            assert source.response.status_code == 200
+            assert source.response.headers["content-type"] == "text/event-stream"
+            return [(sse.event, sse.data) for sse in source.iter_sse()]
+
+
+def test_each_event_is_one_data_message(start_server: StartServer) -> None:
+    server = start_server("stream.py")
+    assert events(server, text="hello streaming world") == [
+        ("message", "hello"),
+        ("message", "streaming"),
+        ("message", "world"),
+    ]
+    raw = server.post("/stream", json={"text": "a b"})
+    assert raw.text == "data: a\n\ndata: b\n\n"
+    assert raw.headers["x-request-id"]
+
+
+def test_an_error_before_the_first_event_is_a_plain_response(start_server: StartServer) -> None:
+    server = start_server("stream.py")
+    response = server.post("/stream", json={"fail_before": True, "text": "never"})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text == "request validation error: refused before streaming"
+
+
+def test_an_error_after_streaming_began_is_an_error_event(start_server: StartServer) -> None:
+    server = start_server("stream.py")
+    received = events(server, text="one two three", fail_after=2)
+    assert received[:2] == [("message", "one"), ("message", "two")]
+    assert len(received) == 3
+    kind, data = received[2]
+    assert kind == "error"
+    assert json.loads(data) == {
+        "status": 500,
+        "message": "inference internal error: failed while streaming",
+    }
+    # The worker is free again.
+    assert events(server, text="again") == [("message", "again")]
+
+
+def test_events_reach_the_right_request_of_a_batch(start_server: StartServer) -> None:
+    server = start_server("stream.py", "--timeout", "10000")
+    words = [f"w{n}a w{n}b" for n in range(4)]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        streams = list(pool.map(lambda text: events(server, "/batch", text=text), words))
+    sizes = set()
+    for text, received in zip(words, streams):
+        assert [data.split()[0] for _, data in received] == text.split()
+        positions = {data.split()[1] for _, data in received}
+        assert len(positions) == 1, "every event of one request names the same position"
+        sizes.add(int(positions.pop().split("/")[1]))
+    assert sizes and all(1 <= size <= 4 for size in sizes)
+
+
+def test_a_client_that_leaves_stops_the_work(start_server: StartServer, tmp_path: Path) -> None:
+    server = start_server("stream.py", "--timeout", "10000")
+    progress, stopped = tmp_path / "progress", tmp_path / "stopped"
+    ticks = 2000  # 20 s of work at 10 ms a tick; the client leaves after 3 events
+    body = {"ticks": ticks, "pace": 0.01, "progress": str(progress), "stopped": str(stopped)}
+    with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        with connect_sse(client, "POST", "/stream", json=body) as source:
+            received = []
+            for sse in source.iter_sse():
+                received.append(sse.data)
+                if len(received) == 3:
+                    break
+    assert received == ["tick 0", "tick 1", "tick 2"]
+    wait_until(stopped.exists, 15, "the worker to notice the client left")
+    last = int(stopped.read_text())
+    assert 2 <= last < ticks - 1
+    # It stopped emitting: no tick after the one it stopped at, and the worker serves again.
+    assert int(progress.read_text()) <= last
+    assert events(server, text="next") == [("message", "next")]
+    assert int(progress.read_text()) <= last
+    assert "client left at tick" in server.logs()
