@@ -111,6 +111,26 @@ _FLAGS = (
 )
 
 
+#: Booleans: ``--name`` alone is true, ``--name false`` (or the variable) sets it either way.
+_SWITCHES = (
+    _Flag("debug", None, parse_bool, "debug logs in readable text (same as --log-level debug)"),
+    _Flag(
+        "compression",
+        "compression",
+        parse_bool,
+        "accept gzip/zstd request bodies and compress responses by accept-encoding",
+    ),
+    _Flag(
+        "dry-run",
+        None,
+        parse_bool,
+        "run every route's warm-up examples through its stages without HTTP, print the "
+        "timings and exit",
+    ),
+)
+_BOOLEAN = _named("boolean", parse_bool)
+
+
 def default_config() -> dict[str, Any]:
     """The engine's configuration with every default, as a dict."""
     config: dict[str, Any] = json.loads(_engine.default_config())
@@ -142,15 +162,17 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
             default=_from_env(parser, flag.env, flag.parse, environ, default),
             help=f"{flag.help} [env {flag.env}; default %(default)s]",
         )
-    parser.add_argument(
-        "--debug",
-        dest="debug",
-        nargs="?",
-        const=True,
-        type=_named("boolean", parse_bool),
-        default=_from_env(parser, "MOSEC_DEBUG", parse_bool, environ, False),
-        help="debug logs in readable text (same as --log-level debug) [env MOSEC_DEBUG]",
-    )
+    for switch in _SWITCHES:
+        default = defaults[switch.config_key] if switch.config_key else False
+        parser.add_argument(
+            f"--{switch.name}",
+            dest=switch.dest,
+            nargs="?",
+            const=True,
+            type=_BOOLEAN,
+            default=_from_env(parser, switch.env, parse_bool, environ, default),
+            help=f"{switch.help} [env {switch.env}; default %(default)s]",
+        )
     return parser
 
 

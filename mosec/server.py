@@ -2,7 +2,8 @@
 
 ``Server.run()`` parses the flags, starts the Rust engine (HTTP and the worker socket) and then the
 worker processes, and supervises them until a signal, a daemon's exit or a stage that cannot keep a
-worker alive ends the server; see :mod:`mosec.supervisor`.
+worker alive ends the server; see :mod:`mosec.supervisor`. With ``--dry-run`` it runs the routes'
+examples through their stages instead, without HTTP (see :mod:`mosec.dry_run`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import sys
 import tempfile
 from typing import Any, Union
 
-from mosec import _engine, log
+from mosec import _engine, dry_run, log, openapi
 from mosec.args import parse_arguments
 from mosec.daemon import Daemon
+from mosec.plan import check_path, plan
 from mosec.runtime import Runtime
-from mosec.supervisor import StagePlan, Supervisor
-from mosec.worker import STAGE_EGRESS, STAGE_INGRESS, Worker
+from mosec.supervisor import Supervisor
+from mosec.worker import Worker
 
 logger = log.get_logger("server")
 
@@ -55,9 +57,9 @@ class Server:
         start_method: str = "spawn",
         env: Union[None, list[dict[str, str]]] = None,
         timeout: int = 0,
-        route: str = DEFAULT_ROUTE,
+        route: Union[str, list[str]] = DEFAULT_ROUTE,
     ) -> None:
-        """Add a stage at the end of a route's pipeline.
+        """Add a stage at the end of a route's pipeline, or of several routes' pipelines.
 
         Args:
             worker: the :class:`Worker` subclass.
@@ -67,23 +69,44 @@ class Server:
             start_method: ``spawn``, ``fork`` or ``forkserver``.
             env: one dict of environment variables per process.
             timeout: seconds one ``forward`` may take (408 past it); 0 means ``--timeout``.
-            route: the POST path this stage belongs to.
+            route: the POST path this stage belongs to, or a list of paths: the stage is then
+                shared by those routes (one pool of processes batching requests from all).
+
+        Raises:
+            ValueError: when a path is reserved (``/``, ``/metrics``, ``/openapi...``) or
+                does not start with ``/``.
         """
+        paths = [route] if isinstance(route, str) else list(route)
+        if not paths:
+            raise ValueError("route must name at least one path")
+        for path in paths:
+            check_path(path)
         runtime = Runtime(worker, num, max_batch_size, max_wait_time, timeout, start_method, env)
-        self._routes.setdefault(route, []).append(runtime)
+        for path in paths:
+            self._routes.setdefault(path, []).append(runtime)
 
     def register_runtime(self, routes: dict[str, list[Runtime]]) -> None:
         """Add routes, each with its pipeline of runtimes.
 
-        A :class:`Runtime` object used in several routes is one shared stage.
+        A :class:`Runtime` object used in several routes is one shared stage: one pool of
+        processes that batches requests from all those routes together. Whether it is a route's
+        first or last stage is decided per route. Example::
+
+            shared = Runtime(Embed, max_batch_size=16)
+            server.register_runtime({
+                "/v1/inference": [Runtime(Preprocess), shared, Runtime(Postprocess)],
+                "/inference": [Runtime(Tokenize), shared],
+            })
 
         Args:
             routes: ``{path: [runtime, ...]}``.
 
         Raises:
-            ValueError: when a route is empty or already registered.
+            ValueError: when a route is empty, already registered, or reserved (``/``,
+                ``/metrics``, ``/openapi...``).
         """
         for path, runtimes in routes.items():
+            check_path(path)
             if path in self._routes:
                 raise ValueError(f"route {path!r} is already registered")
             if not runtimes or not all(isinstance(r, Runtime) for r in runtimes):
@@ -114,6 +137,11 @@ class Server:
         if not self._routes:
             logger.error("no worker: call append_worker or register_runtime before run")
             sys.exit(2)
+        if args.dry_run:
+            code = dry_run.run(self._routes, args)
+            if code:
+                sys.exit(code)
+            return
         # Signals are handled from here on, so a Ctrl-C during start-up still cleans up.
         try:
             socket_dir, owned = _socket_dir(args.path)
@@ -140,7 +168,12 @@ class Server:
                 "socket path %r is too long for a Unix socket; use a shorter --path", socket_path
             )
             return 2
-        stages, routes = _plan(self._routes)
+        stages, routes = plan(self._routes)
+        try:
+            document = json.dumps(openapi.build(self._routes))
+        except (TypeError, ValueError) as err:
+            logger.error("cannot describe the routes in the OpenAPI document: %s", err)
+            return 2
         config = {
             "address": args.address,
             "port": args.port,
@@ -152,6 +185,9 @@ class Server:
             "log_level": args.log_level,
             "log_json": args.log_level != "debug",
             "socket_path": socket_path,
+            "compression": args.compression,
+            "openapi": document,
+            "swagger_dir": openapi.swagger_dir(),
             "stages": [stage.engine_config(args.wait) for stage in stages],
             "routes": routes,
         }
@@ -168,29 +204,6 @@ class Server:
             extra={"routes": [route["path"] for route in routes], "socket": socket_path},
         )
         return supervisor.run(engine, stages, socket_path, args)
-
-
-def _plan(routes: dict[str, list[Runtime]]) -> tuple[list[StagePlan], list[dict[str, Any]]]:
-    """Number the stages (one per distinct Runtime object) and describe the routes."""
-    index_of: dict[int, int] = {}
-    stages: list[StagePlan] = []
-    route_configs = []
-    for path, runtimes in routes.items():
-        indices = []
-        for position, runtime in enumerate(runtimes):
-            if id(runtime) not in index_of:
-                index_of[id(runtime)] = len(stages)
-                stages.append(StagePlan(len(stages), runtime))
-            stage = stages[index_of[id(runtime)]]
-            if position == 0:
-                stage.labels.add(STAGE_INGRESS)
-            if position == len(runtimes) - 1:
-                stage.labels.add(STAGE_EGRESS)
-            indices.append(stage.index)
-        route_configs.append(
-            {"path": path, "stages": indices, "mime": runtimes[-1].worker.resp_mime_type}
-        )
-    return stages, route_configs
 
 
 def _socket_dir(path: str | None) -> tuple[str, bool]:

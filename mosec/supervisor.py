@@ -237,7 +237,7 @@ class Supervisor:
         )
         # The variables are in the parent's environment while the child starts, so they are
         # there from the child's first instruction (before the user's module is imported).
-        with _environment(env):
+        with scoped_environment(env):
             process.start()
         writer.close()
         slot.process = process
@@ -335,7 +335,7 @@ class Supervisor:
 
 
 @contextlib.contextmanager
-def _environment(env: dict[str, str] | None) -> Iterator[None]:
+def scoped_environment(env: dict[str, str] | None) -> Iterator[None]:
     """Set variables in this process for the duration of the block, then restore them."""
     if not env:
         yield

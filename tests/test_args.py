@@ -11,6 +11,11 @@ from mosec import _engine
 from mosec.args import parse_arguments, parse_bool
 
 DEFAULTS = json.loads(_engine.default_config())
+SWITCHES = [
+    ("--debug", "debug", "MOSEC_DEBUG"),
+    ("--compression", "compression", "MOSEC_COMPRESSION"),
+    ("--dry-run", "dry_run", "MOSEC_DRY_RUN"),
+]
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None):
@@ -86,10 +91,25 @@ def test_debug_flag_forms() -> None:
     assert parse(["--debug"], {"MOSEC_DEBUG": "off"})[0].debug is True
 
 
+@pytest.mark.parametrize(("flag", "dest", "variable"), SWITCHES)
+def test_switches_take_the_same_forms(flag: str, dest: str, variable: str) -> None:
+    assert getattr(parse([])[0], dest) is False
+    assert getattr(parse([flag])[0], dest) is True
+    assert getattr(parse([flag, "no"])[0], dest) is False
+    assert getattr(parse([], {variable: "yes"})[0], dest) is True
+    assert getattr(parse([f"{flag}=0"], {variable: "1"})[0], dest) is False
+
+
+def test_compression_default_comes_from_the_engine() -> None:
+    assert parse([])[0].compression is DEFAULTS["compression"]
+
+
 @pytest.mark.parametrize(
     ("env", "needle"),
     [
         ({"MOSEC_DEBUG": "maybe"}, "MOSEC_DEBUG"),
+        ({"MOSEC_COMPRESSION": "gzip"}, "MOSEC_COMPRESSION"),
+        ({"MOSEC_DRY_RUN": "perhaps"}, "MOSEC_DRY_RUN"),
         ({"MOSEC_PORT": "eighty"}, "MOSEC_PORT"),
         ({"MOSEC_PORT": "70000"}, "MOSEC_PORT"),
         ({"MOSEC_CAPACITY": "0"}, "MOSEC_CAPACITY"),

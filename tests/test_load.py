@@ -23,6 +23,7 @@ def test_capacity_answers_429(start_server: StartServer, tmp_path: Path) -> None
     wait_until(lambda: server.metric(REMAINING) == 2, 30, "two tasks in flight")
     response = server.post(json={"one": "too many"})
     assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
     assert response.headers["content-type"].startswith("text/plain")
     assert response.text
     first.release()

@@ -2,5 +2,6 @@
 
 from mosec.mixin.msgpack_worker import MsgpackMixin
 from mosec.mixin.numbin_worker import NumBinIPCMixin
+from mosec.mixin.typed_msgpack_worker import TypedMsgPackMixin
 
-__all__ = ["MsgpackMixin", "NumBinIPCMixin"]
+__all__ = ["MsgpackMixin", "NumBinIPCMixin", "TypedMsgPackMixin"]

@@ -18,6 +18,7 @@ class MsgpackMixin:
     """
 
     resp_mime_type = "application/msgpack"
+    req_mime_type = "application/msgpack"
 
     def serialize(self, data: Any) -> bytes:
         """Encode one result as a msgpack response body.

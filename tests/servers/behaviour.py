@@ -8,6 +8,7 @@ Keys of a JSON request (all optional):
 - ``sleep``: seconds to sleep;
 - ``raise``: ``client``, ``decoding``, ``validation``, ``server``, ``encoding`` or ``other``;
 - ``unencodable``: true to return a value JSON cannot encode;
+- ``log``: a message forward logs (at INFO) with a ``get_logger`` logger;
 - anything else is echoed back.
 """
 
@@ -18,7 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mosec import ClientError, DecodingError, EncodingError, ServerError, ValidationError
+from mosec import (
+    ClientError,
+    DecodingError,
+    EncodingError,
+    ServerError,
+    ValidationError,
+    get_logger,
+)
+
+logger = get_logger("behaviour")
 
 HOLD_LIMIT_S = 60.0
 _ERRORS = {
@@ -41,6 +51,8 @@ def act(data: Any) -> Any:
     """Do what the request asks and return the answer."""
     if not isinstance(data, dict):
         return data
+    if "log" in data:
+        logger.info(data["log"])
     if "mark" in data:
         write_atomic(data["mark"], str(os.getpid()))
     if "hold" in data:

@@ -1,0 +1,228 @@
+"""The OpenAPI 3.1 document of a server, built from its routes when it starts.
+
+The engine serves it at ``GET /openapi/metadata.json`` and a Swagger UI page for it at
+``GET /openapi/swagger/``. Each route is a POST operation:
+
+- request body: the first worker's ``req_mime_type``; its schema comes from ``forward``'s data
+  annotation when that worker uses :class:`~mosec.mixin.TypedMsgPackMixin`, and is any value
+  (``{}``) otherwise;
+- 200: the last worker's ``resp_mime_type`` with the schema of ``forward``'s return annotation
+  (typed mixin again), or ``text/event-stream`` when the route streams;
+- every error the server can answer, each a ``text/plain`` message: 400, 408, 413, 415, 422, 429
+  (with ``retry-after``), 500 and 503.
+
+Every response carries the request's ``x-request-id``. Schemas are made by msgspec's JSON Schema
+generator (JSON Schema 2020-12, which OpenAPI 3.1 uses) and shared under
+``components/schemas``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from typing import Any
+
+import msgspec
+
+from mosec import _engine
+from mosec.mixin.typed_msgpack_worker import TypedMsgPackMixin
+from mosec.plan import is_streaming
+from mosec.runtime import Runtime
+from mosec.signature import forward_types
+
+OPENAPI_VERSION = "3.1.0"
+_REF = "#/components/schemas/{name}"
+
+#: The errors every inference route can answer, by status: (component name, description).
+_ERRORS = {
+    "400": ("BadRequest", "The body cannot be decoded, or the worker raised ClientError."),
+    "408": ("Timeout", "No answer within the server's --timeout (or the stage's timeout)."),
+    "413": ("TooLarge", "The body is larger than the server's --max-request-size."),
+    "415": (
+        "UnsupportedEncoding",
+        "A content-encoding other than gzip or zstd, or any while compression is off.",
+    ),
+    "422": (
+        "ValidationError",
+        "The request does not match its schema, or the worker raised "
+        "ValidationError. The message names the field.",
+    ),
+    "429": (
+        "TooManyRequests",
+        "More requests in flight than the server's --capacity; retry "
+        "after the number of seconds in retry-after.",
+    ),
+    "500": ("InternalError", "The worker failed (the traceback is in the server's log)."),
+    "503": ("Unavailable", "The server is shutting down, or a stage has no worker."),
+}
+
+_REQUEST_ID_HEADER = {"$ref": "#/components/headers/RequestId"}
+
+
+def build(routes: dict[str, list[Runtime]]) -> dict[str, Any]:
+    """Build the document for a server's routes.
+
+    Args:
+        routes: ``{path: [runtime, ...]}`` as registered.
+
+    Returns:
+        The OpenAPI document as a JSON-ready dict.
+
+    Raises:
+        TypeError: when a typed worker's annotations cannot be resolved or turned into a schema.
+    """
+    typed = _typed_bodies(routes)
+    annotations = list(typed.values())
+    schemas, components = msgspec.json.schema_components(annotations, ref_template=_REF)
+    schema_of = dict(zip(typed.keys(), schemas))
+    paths: dict[str, Any] = {
+        "/": {"get": _plain_get("readiness", "200 when every worker is connected.", "text/plain")},
+        "/metrics": {
+            "get": _plain_get("metrics", "Prometheus metrics.", "application/openmetrics-text")
+        },
+    }
+    for path, runtimes in routes.items():
+        paths[path] = {"post": _operation(path, runtimes, schema_of)}
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "mosec service",
+            "version": _engine.version(),
+            "description": "Inference routes served by mosec. With --compression, request "
+            "bodies may be gzip or zstd (content-encoding) and responses are compressed by "
+            "accept-encoding.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "responses": {
+                name: _text_response(description, headers)
+                for status, (name, description) in _ERRORS.items()
+                for headers in [_error_headers(status)]
+            },
+            "headers": {
+                "RequestId": {
+                    "description": "The request's id: the client's x-request-id, or one the "
+                    "server made. The server's log lines about the request carry it.",
+                    "schema": {"type": "string"},
+                },
+                "RetryAfter": {
+                    "description": "Seconds to wait before retrying.",
+                    "schema": {"type": "integer"},
+                },
+            },
+            "parameters": {
+                "RequestId": {
+                    "name": "x-request-id",
+                    "in": "header",
+                    "required": False,
+                    "description": "An id for this request (visible ASCII, at most 128 bytes); "
+                    "one is made when absent.",
+                    "schema": {"type": "string", "maxLength": 128},
+                }
+            },
+        },
+    }
+
+
+def _typed_bodies(routes: dict[str, list[Runtime]]) -> dict[tuple[str, str], Any]:
+    """The annotated type of each typed request and response: ``{(path, "req"/"resp"): type}``."""
+    found: dict[tuple[str, str], Any] = {}
+    for path, runtimes in routes.items():
+        first, last = runtimes[0], runtimes[-1]
+        if issubclass(first.worker, TypedMsgPackMixin):
+            found[(path, "req")] = forward_types(first.worker, first.max_batch_size > 1)[0]
+        if issubclass(last.worker, TypedMsgPackMixin) and not is_streaming(runtimes):
+            found[(path, "resp")] = forward_types(last.worker, last.max_batch_size > 1)[1]
+    return found
+
+
+def _operation(
+    path: str, runtimes: list[Runtime], schema_of: dict[tuple[str, str], Any]
+) -> dict[str, Any]:
+    first, last = runtimes[0], runtimes[-1]
+    if is_streaming(runtimes):
+        ok = {
+            "description": "A stream of server-sent events: one `data:` event per event the "
+            "worker sends. An error after the stream began arrives as an `error` event whose "
+            'data is `{"status": <code>, "message": "<text>"}`.',
+            "headers": {"x-request-id": _REQUEST_ID_HEADER},
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    else:
+        ok = {
+            "description": "The result.",
+            "headers": {"x-request-id": _REQUEST_ID_HEADER},
+            "content": {last.worker.resp_mime_type: {"schema": schema_of.get((path, "resp"), {})}},
+        }
+    responses: dict[str, Any] = {"200": ok}
+    for status, (name, _) in _ERRORS.items():
+        responses[status] = {"$ref": f"#/components/responses/{name}"}
+    return {
+        "operationId": _operation_id(path),
+        "summary": " -> ".join(runtime.name for runtime in runtimes),
+        "description": first.worker.__doc__.strip() if first.worker.__doc__ else "",
+        "parameters": [{"$ref": "#/components/parameters/RequestId"}],
+        "requestBody": {
+            "required": True,
+            "content": {first.worker.req_mime_type: {"schema": schema_of.get((path, "req"), {})}},
+        },
+        "responses": responses,
+    }
+
+
+def _operation_id(path: str) -> str:
+    return "post" + re.sub(r"[^0-9A-Za-z]+", "_", path).rstrip("_")
+
+
+def _error_headers(status: str) -> dict[str, Any]:
+    headers = {"x-request-id": _REQUEST_ID_HEADER}
+    if status == "429":
+        headers["retry-after"] = {"$ref": "#/components/headers/RetryAfter"}
+    return headers
+
+
+def _text_response(description: str, headers: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+
+
+def _plain_get(operation_id: str, description: str, mime: str) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "description": description,
+        "responses": {
+            "200": {"description": description, "content": {mime: {"schema": {"type": "string"}}}},
+            "503": {"$ref": "#/components/responses/Unavailable"},
+        },
+    }
+
+
+#: The files our Swagger UI page loads from the assets folder.
+SWAGGER_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css")
+
+
+def swagger_dir() -> str:
+    """The folder of the Swagger UI assets a Python package ships ('' when none is installed).
+
+    swagger-ui-py's assets (Swagger UI 5, which renders OpenAPI 3.1) are preferred when that
+    package is installed; swagger-ui-bundle's (Swagger UI 4) otherwise.
+    """
+    candidates = []
+    spec = importlib.util.find_spec("swagger_ui")  # located, not imported: it pulls in jinja2
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [os.path.join(p, "static") for p in spec.submodule_search_locations]
+    try:
+        import swagger_ui_bundle
+
+        candidates.append(swagger_ui_bundle.swagger_ui_path)
+    except ImportError:
+        pass
+    for folder in candidates:
+        if all(os.path.isfile(os.path.join(folder, name)) for name in SWAGGER_ASSETS):
+            return str(folder)
+    return ""
