@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import re
 import subprocess
 import sys
 
 import httpx
+import msgpack
+from httpx_sse import connect_sse
 from server_util import EXAMPLES, REPO, StartServer, free_port, server_env, wait_until
 
 
@@ -71,3 +74,50 @@ def test_demo() -> None:
     answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert sorted(answer["text"] for answer in answers) == [f"hello {n}" for n in range(8)]
     assert "server stopped with exit code 0" in result.stdout
+
+
+def test_stream_tokens(start_server: StartServer) -> None:
+    server = start_server(EXAMPLES / "stream_tokens.py")
+
+    def stream(max_tokens: int) -> list[str]:
+        body = {"prompt": "go", "max_tokens": max_tokens}
+        with httpx.Client(base_url=server.url, timeout=30.0) as client:
+            with connect_sse(client, "POST", "/inference", json=body) as source:
+                return [sse.data for sse in source.iter_sse()]
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        streams = list(pool.map(stream, [3, 5, 7]))
+    for count, tokens in zip([3, 5, 7], streams):
+        assert tokens == "once upon a time a tiny server".split()[:count]
+
+
+def test_multi_route(start_server: StartServer) -> None:
+    server = start_server(EXAMPLES / "multi_route.py")
+    plain = server.post("/inference", json={"text": "Hello World"}).json()
+    versioned = server.post("/v1/inference", json={"text": "Hello World"}).json()
+    assert len(plain["embedding"]) == 4
+    assert versioned["model"] == "toy-embed" and versioned["dimensions"] == 4
+    # /v1 lower-cases first, so its embedding differs from the raw text's.
+    assert versioned["embedding"] != plain["embedding"]
+    lower = server.post("/inference", json={"text": "hello world"}).json()
+    assert versioned["embedding"] == lower["embedding"]
+
+
+def test_typed_validation(start_server: StartServer) -> None:
+    server = start_server(EXAMPLES / "typed_validation.py")
+    ok = server.post(content=msgpack.packb({"text": "hi", "repeat": 3}))
+    assert ok.headers["content-type"] == "application/msgpack"
+    assert msgpack.unpackb(ok.content) == {"text": "hi hi hi", "length": 8}
+    bad = server.post(content=msgpack.packb({"text": "hi", "repeat": "3"}))
+    assert bad.status_code == 422
+    assert bad.text == "request validation error: Expected `int`, got `str` - at `$.repeat`"
+    out_of_range = server.post(content=msgpack.packb({"text": "hi", "repeat": 0}))
+    assert out_of_range.status_code == 422
+    assert out_of_range.text.endswith("Expected `int` >= 1 - at `$.repeat`")
+    document = server.client.get("/openapi/metadata.json").json()
+    assert document["components"]["schemas"]["Request"]["properties"]["repeat"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 10,
+        "default": 1,
+    }
