@@ -90,3 +90,29 @@ def test_a_client_that_leaves_stops_the_work(start_server: StartServer, tmp_path
     assert events(server, text="next") == [("message", "next")]
     assert int(progress.read_text()) <= last
     assert "client left at tick" in server.logs()
+
+
+def test_a_stream_outlasts_the_timeout_while_events_keep_coming(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    server = start_server("stream.py", "--timeout", "1000")
+    progress, stopped = tmp_path / "progress", tmp_path / "stopped"
+    # 30 ticks 60 ms apart: 1.8 s in all, longer than the 1 s timeout, which is an idle one.
+    body = {"ticks": 30, "pace": 0.06, "progress": str(progress), "stopped": str(stopped)}
+    received = events(server, **body)
+    assert received == [("message", f"tick {n}") for n in range(30)]
+
+
+def test_a_stream_idle_past_the_timeout_ends_with_a_408_event(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    server = start_server("stream.py", "--timeout", "1000")
+    progress, stopped = tmp_path / "progress", tmp_path / "stopped"
+    body = {"ticks": 3, "pace": 5, "progress": str(progress), "stopped": str(stopped)}
+    received = events(server, **body)
+    assert received[0] == ("message", "tick 0")
+    kind, data = received[-1]
+    assert kind == "error"
+    assert json.loads(data)["status"] == 408
+    # The worker's own (idle) timeout stopped forward, so it serves the next request.
+    assert events(server, text="awake") == [("message", "awake")]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, List
 
 import msgpack
 import pytest
 from openapi_spec_validator import validate
 from server_util import Server, run_server
+
+from mosec import Worker
+from mosec.signature import forward_types
 
 ROUTES = ["/typed", "/typed-batch", "/json", "/events"]
 
@@ -104,3 +108,19 @@ def test_swagger_assets_come_from_an_installed_package() -> None:
 
     folder = Path(swagger_dir())
     assert all((folder / name).is_file() for name in SWAGGER_ASSETS)
+
+
+class _Typed(Worker):
+    def forward(self, data: List[int]) -> list[str]:
+        return [str(item) for item in data]
+
+
+class _Bare(Worker):
+    def forward(self, data):
+        return data
+
+
+def test_list_annotations_unwrap_only_when_batching() -> None:
+    assert forward_types(_Typed, batched=True) == (int, str)
+    assert forward_types(_Typed, batched=False) == (List[int], list[str])
+    assert forward_types(_Bare, batched=True) == (Any, Any)
