@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 from httpx_sse import connect_sse
+from inflight import Hold, Request
 from server_util import Server, StartServer, wait_until
 
 
@@ -116,3 +117,49 @@ def test_a_stream_idle_past_the_timeout_ends_with_a_408_event(
     assert json.loads(data)["status"] == 408
     # The worker's own (idle) timeout stopped forward, so it serves the next request.
     assert events(server, text="awake") == [("message", "awake")]
+
+
+def test_in_a_batch_only_the_gone_client_loses_its_events(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    server = start_server("stream.py", "--timeout", "30000")
+    # Hold the batching worker so that the two streams below queue up and share the next batch.
+    gate = Hold(tmp_path, "gate")
+    blocker = Request(server, "/batch", json={**gate.body(), "text": "released"})
+    gate.wait_inside()
+    ticks = 50
+    leaving = {
+        "ticks": ticks,
+        "pace": 0.01,
+        "progress": str(tmp_path / "leaving-progress"),
+        "stopped": str(tmp_path / "leaving-stopped"),
+    }
+    staying = {
+        "text": "i stay",
+        "progress": str(tmp_path / "staying-progress"),
+        "stopped": str(tmp_path / "staying-stopped"),
+    }
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+
+        def leave() -> list[str]:
+            with httpx.Client(base_url=server.url, timeout=30.0) as client:
+                with connect_sse(client, "POST", "/batch", json=leaving) as source:
+                    received = []
+                    for sse in source.iter_sse():
+                        received.append(sse.data)
+                        if len(received) == 3:
+                            return received
+            return received
+
+        left = pool.submit(leave)
+        stayed = pool.submit(events, server, "/batch", **staying)
+        wait_until(lambda: server.metric("mosec_service_remaining_task") == 3, 30, "3 in flight")
+        gate.release()
+        assert blocker.result().status_code == 200
+        assert left.result() == ["tick 0", "tick 1", "tick 2"]
+        stayed_events = [data for _, data in stayed.result()]
+    assert [data.split()[0] for data in stayed_events] == ["i", "stay"]
+    assert all(data.endswith("/2") for data in stayed_events), "both shared one batch"
+    # The other client kept the batch alive: the work went on to the end, nothing was stopped.
+    assert int((tmp_path / "leaving-progress").read_text()) == ticks - 1
+    assert not (tmp_path / "leaving-stopped").exists()

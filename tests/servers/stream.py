@@ -9,12 +9,14 @@ Routes:
   client left, the last tick is written to the file ``stopped``;
 - ``/batch``: the same worker batching up to 4 requests (100 ms wait); each event names the
   position of its request in the batch and the batch size: ``<word> <index>/<size>``.
+
+``mark`` and ``hold`` act as in behaviour.py, before any event.
 """
 
 import time
 from pathlib import Path
 
-from behaviour import write_atomic
+from behaviour import act, write_atomic
 
 from mosec import Server, ServerError, SSEWorker, StreamCancelled, ValidationError, get_logger
 
@@ -28,6 +30,8 @@ class Words(SSEWorker):
 
     def forward(self, data):
         batch = data if isinstance(data, list) else [data]
+        for item in batch:
+            act({key: item[key] for key in ("mark", "hold") if key in item})
         for index, item in enumerate(batch):
             if item.get("fail_before"):
                 raise ValidationError("refused before streaming")
