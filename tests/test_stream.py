@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import socket
 from pathlib import Path
 
 import httpx
@@ -163,3 +164,32 @@ def test_in_a_batch_only_the_gone_client_loses_its_events(
     # The other client kept the batch alive: the work went on to the end, nothing was stopped.
     assert int((tmp_path / "leaving-progress").read_text()) == ticks - 1
     assert not (tmp_path / "leaving-stopped").exists()
+
+
+def test_a_client_that_leaves_before_the_first_event_stops_the_work(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    server = start_server("stream.py", "--timeout", "30000")
+    gate = Hold(tmp_path, "gate")
+    stopped = tmp_path / "stopped"
+    body = json.dumps(
+        {
+            **gate.body(),
+            "ticks": 2000,
+            "pace": 0.01,
+            "progress": str(tmp_path / "progress"),
+            "stopped": str(stopped),
+        }
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /stream HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        gate.wait_inside()
+    # The connection is closed while forward is held, before it sent anything.
+    gate.release()
+    wait_until(stopped.exists, 15, "the worker to notice the client left")
+    # Long before its 2000th tick (at its first unless the engine saw the close late).
+    assert int(stopped.read_text()) < 100
