@@ -76,7 +76,7 @@ class Server:
             ValueError: when a path is reserved (``/``, ``/metrics``, ``/openapi...``) or
                 does not start with ``/``.
         """
-        paths = [route] if isinstance(route, str) else list(route)
+        paths = [route] if isinstance(route, str) else list(dict.fromkeys(route))
         if not paths:
             raise ValueError("route must name at least one path")
         for path in paths:
@@ -131,6 +131,8 @@ class Server:
 
         Returns normally after SIGINT/SIGTERM and a drain; exits the process with a non-zero code
         when the server cannot start, a daemon exits, or a stage cannot keep a worker alive.
+        With ``--dry-run`` it serves nothing: it runs the routes' examples through their stages,
+        prints the timings and returns, or exits with 1 when a stage fails.
         """
         args, _ = parse_arguments()
         log.configure(args.log_level, json_lines=args.log_level != "debug")
