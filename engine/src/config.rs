@@ -40,6 +40,17 @@ pub struct Config {
     pub openapi: String,
     /// Folder of the Swagger UI assets served under `/openapi/swagger/` (empty: none).
     pub swagger_dir: String,
+    /// Whether to create the shared-memory arena (some stage uses it).
+    pub use_arena: bool,
+    /// Bytes of the shared-memory arena file, header included.
+    pub shm_size: u64,
+    /// Folder the arena file is created in (a tmpfs such as /dev/shm).
+    pub shm_dir: String,
+    /// Milliseconds a producer waits for space in a full arena before its request fails (503).
+    pub shm_wait_ms: u64,
+    /// Redis URL of the Redis store, when a stage uses it; the engine deletes the keys of tasks
+    /// that end before their consumer read them.
+    pub redis_url: String,
     /// The stages, referenced by index from `routes`.
     pub stages: Vec<StageConfig>,
     /// The HTTP routes and the stages each one runs through.
@@ -107,6 +118,11 @@ impl Default for Config {
             sse_keepalive_ms: 15_000,
             openapi: String::new(),
             swagger_dir: String::new(),
+            use_arena: false,
+            shm_size: 1 << 30,
+            shm_dir: "/dev/shm".to_owned(),
+            shm_wait_ms: 1000,
+            redis_url: String::new(),
             stages: Vec::new(),
             routes: Vec::new(),
         }
@@ -138,6 +154,12 @@ impl Config {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         if self.timeout_ms == 0 {
             return invalid("timeout must be positive".into());
+        }
+        if self.use_arena && self.shm_size < 1 << 20 {
+            return invalid(format!(
+                "shm_size of {} bytes is too small: use at least 1M",
+                self.shm_size
+            ));
         }
         if self.sse_keepalive_ms == 0 {
             return invalid("sse_keepalive_ms must be positive".into());

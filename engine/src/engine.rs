@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use shm::Arena;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::runtime::Runtime;
 use tracing::{info, warn};
@@ -17,6 +18,7 @@ use crate::http::documents::Documents;
 use crate::http::serve_http;
 use crate::link::serve_links;
 use crate::logging;
+use crate::refs::{release_redis_keys, Stores};
 use crate::state::Shared;
 use crate::tasks::Outcome;
 
@@ -89,12 +91,45 @@ impl Engine {
             path: self.config.swagger_dir.clone(),
             source,
         })?;
-        let shared = Arc::new(Shared::new(self.config.clone(), documents));
+        let stores = Arc::new(self.open_stores(&runtime)?);
+        let shared = Arc::new(Shared::new(self.config.clone(), documents, stores));
         let http = runtime.spawn(serve_http(tcp, shared.clone()));
         runtime.spawn(serve_links(unix, shared.clone()));
         info!(address = %address, port, routes = shared.routes.len(), "engine listening");
         *running = Some(Running { runtime, shared, http, port });
         Ok(())
+    }
+
+    /// Creates the arena (sweeping files of crashed servers first) and starts the Redis key
+    /// releaser, for the stores the config names.
+    fn open_stores(&self, runtime: &Runtime) -> Result<Stores, EngineError> {
+        let mut stores = Stores::default();
+        if self.config.use_arena {
+            let dir = &self.config.shm_dir;
+            match Arena::sweep_stale(dir) {
+                Ok(swept) if !swept.is_empty() => {
+                    info!(files = ?swept, "removed arenas left by servers that are gone")
+                }
+                Ok(_) => {}
+                Err(err) => warn!(error = %err, "sweeping stale arenas failed"),
+            }
+            let arena = Arena::create(dir, self.config.shm_size).map_err(EngineError::Arena)?;
+            info!(path = %arena.path().display(), capacity = arena.capacity(), "arena created");
+            stores.arena = Some(Arc::new(arena));
+        }
+        if !self.config.redis_url.is_empty() {
+            let (keys, released) = tokio::sync::mpsc::unbounded_channel();
+            runtime.spawn(release_redis_keys(self.config.redis_url.clone(), released));
+            stores.redis = Some(keys);
+        }
+        Ok(stores)
+    }
+
+    /// Path of the arena file, when the config asked for one.
+    pub fn arena_path(&self) -> Option<String> {
+        let running = self.running();
+        let arena = running.as_ref()?.shared.tasks.stores().arena.as_ref()?;
+        Some(arena.path().display().to_string())
     }
 
     /// The HTTP port actually bound (useful when the config asked for port 0).

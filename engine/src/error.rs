@@ -32,6 +32,9 @@ pub enum EngineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The arena could not be created (too little shared memory, say).
+    #[error("cannot create the shared-memory arena: {0} (see --shm-size)")]
+    Arena(shm::ShmError),
     /// The tokio runtime could not start.
     #[error("cannot start the engine runtime: {0}")]
     Runtime(std::io::Error),

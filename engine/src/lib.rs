@@ -12,6 +12,7 @@
 //! - [`batcher`]: per-stage queues and the dynamic batcher.
 //! - [`protocol`]: frames on the worker link (layout documented there).
 //! - [`link`]: serving one worker process over its Unix socket.
+//! - [`refs`]: store references: which objects a task holds, released on any end.
 //! - [`http`]: routes, status mapping, responses.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`logging`]: structured logs shared in shape with the Python side.
@@ -27,6 +28,7 @@ pub mod link;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
+pub mod refs;
 pub mod state;
 pub mod tasks;
 

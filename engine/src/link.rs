@@ -14,7 +14,10 @@ use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::batcher::{collect, Queued};
-use crate::protocol::{read_frame, write_items, Frame, FrameKind, Hello, Item, ProtocolError};
+use crate::protocol::{
+    read_frame, write_items, Frame, FrameKind, Hello, Item, ProtocolError, FLAG_REFERENCE,
+};
+use crate::refs::{self, StoreObject};
 use crate::state::{stopped, Shared, Stage};
 use crate::tasks::{Advance, Outcome, TaskId};
 
@@ -112,6 +115,18 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
         cancelled,
     };
     let reason = link.run().await;
+    if let Some(arena) = &shared.tasks.stores().arena {
+        // Objects the worker allocated and never handed over (handed-over ones were adopted).
+        match arena.reclaim_owner(hello.pid) {
+            Ok(0) => {}
+            Ok(reclaimed) => {
+                info!(pid = hello.pid, reclaimed, "reclaimed a worker's arena objects")
+            }
+            Err(err) => {
+                warn!(pid = hello.pid, error = %err, "reclaiming a worker's arena objects failed")
+            }
+        }
+    }
     info!(
         stage = %stage.label.stage, worker_id = hello.worker_id, pid = hello.pid, reason,
         "worker disconnected"
@@ -267,16 +282,43 @@ impl Link<'_> {
         }
     }
 
-    /// Moves each task to its next stage or answers it.
+    /// Moves each task to its next stage or answers it. Store references in the results are
+    /// adopted (the task owns them now) before the next stage sees them.
     fn dispatch(&self, sent: Vec<Item>, results: Vec<Item>) {
+        let tasks = &self.shared.tasks;
+        let metrics = &self.shared.metrics;
         for (sent, result) in sent.into_iter().zip(results) {
-            let advance =
-                self.shared.tasks.advance(result.task_id, result.status, result.payload.clone());
+            let (mut status, mut payload) = (result.status, result.payload);
+            let mut output = Vec::new();
+            let by_reference = status == 200 && result.flags & FLAG_REFERENCE != 0;
+            if by_reference {
+                match refs::parse(&payload)
+                    .and_then(|objects| tasks.stores().adopt(&objects).map(|()| objects))
+                {
+                    Ok(objects) => output = objects,
+                    Err(err) => {
+                        warn!(stage = %self.stage.label.stage, error = %err, "refused a store reference");
+                        status = 500;
+                        payload = Bytes::from(format!("inference internal error: {err}"));
+                    }
+                }
+            }
+            if status == 503 {
+                metrics.store_full.inc();
+            }
+            let referenced: u64 = output.iter().map(StoreObject::size).sum();
+            let advance = tasks.advance(result.task_id, status, payload.clone(), output);
             if let Advance::Next(hop) = advance {
+                metrics.count_carried("inline", payload.len() as u64);
+                let mut flags = hop.flags;
+                if by_reference && status == 200 {
+                    metrics.count_carried("reference", referenced);
+                    flags |= FLAG_REFERENCE;
+                }
                 self.shared.stages[hop.stage].queue.push(Queued {
                     task_id: result.task_id,
-                    flags: hop.flags,
-                    payload: result.payload,
+                    flags,
+                    payload,
                     request_id: sent.request_id,
                 });
             }

@@ -17,6 +17,13 @@ pub struct CodeLabels {
     pub endpoint: String,
 }
 
+/// Labels of the inter-stage traffic counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CarriedLabels {
+    /// `inline` (bytes crossed the engine) or `reference` (bytes stayed in a store).
+    pub carried: &'static str,
+}
+
 /// Labels of per-stage metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
@@ -47,6 +54,16 @@ pub struct Metrics {
     pub batch_duration: Family<StageLabels, Histogram>,
     /// Tasks in flight.
     pub remaining_task: Gauge,
+    /// Bytes handed from stage to stage, inline or by reference.
+    pub ipc_bytes: Family<CarriedLabels, Counter>,
+    /// Requests a worker failed with 503 because a store was full.
+    pub store_full: Counter,
+    /// Arena capacity in bytes (0 without an arena).
+    pub shm_capacity: Gauge,
+    /// Arena bytes in use.
+    pub shm_used: Gauge,
+    /// Arena objects alive.
+    pub shm_objects: Gauge,
 }
 
 impl Metrics {
@@ -62,6 +79,10 @@ impl Metrics {
         let batch_duration =
             Family::<StageLabels, Histogram>::new_with_constructor(seconds_histogram as fn() -> _);
         let remaining_task = Gauge::default();
+        let ipc_bytes = Family::<CarriedLabels, Counter>::default();
+        let store_full = Counter::default();
+        let (shm_capacity, shm_used, shm_objects) =
+            (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
             "throughput",
             "responses by status code and endpoint",
@@ -79,7 +100,28 @@ impl Metrics {
             batch_duration.clone(),
         );
         registry.register("remaining_task", "tasks in flight", remaining_task.clone());
-        Self { registry, throughput, process_duration, batch_size, batch_duration, remaining_task }
+        registry.register("ipc_bytes", "bytes passed between stages, by how", ipc_bytes.clone());
+        registry.register(
+            "store_full",
+            "requests failed because a store was full",
+            store_full.clone(),
+        );
+        registry.register("shm_capacity_bytes", "arena capacity", shm_capacity.clone());
+        registry.register("shm_used_bytes", "arena bytes in use", shm_used.clone());
+        registry.register("shm_objects", "arena objects alive", shm_objects.clone());
+        Self {
+            registry,
+            throughput,
+            process_duration,
+            batch_size,
+            batch_duration,
+            remaining_task,
+            ipc_bytes,
+            store_full,
+            shm_capacity,
+            shm_used,
+            shm_objects,
+        }
     }
 
     /// Counts one response.
@@ -87,6 +129,11 @@ impl Metrics {
         self.throughput
             .get_or_create(&CodeLabels { code: code.to_string(), endpoint: endpoint.to_owned() })
             .inc();
+    }
+
+    /// Counts bytes handed between stages.
+    pub fn count_carried(&self, carried: &'static str, bytes: u64) {
+        self.ipc_bytes.get_or_create(&CarriedLabels { carried }).inc_by(bytes);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -12,6 +12,7 @@ use crate::batcher::StageQueue;
 use crate::config::{Config, RouteConfig, StageConfig};
 use crate::http::documents::Documents;
 use crate::metrics::{Metrics, StageLabels};
+use crate::refs::Stores;
 use crate::tasks::{Pipeline, TaskTable};
 
 /// A stage as the running engine sees it.
@@ -64,7 +65,7 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the running state from a validated config and the documents it names.
-    pub fn new(config: Config, documents: Documents) -> Self {
+    pub fn new(config: Config, documents: Documents, stores: Arc<Stores>) -> Self {
         let stages = config
             .stages
             .iter()
@@ -89,7 +90,7 @@ impl Shared {
         Self {
             metrics: Metrics::new(&config.namespace),
             capacity: Arc::new(Semaphore::new(config.capacity)),
-            tasks: Arc::default(),
+            tasks: Arc::new(TaskTable::new(stores)),
             documents,
             stages,
             routes,

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::protocol::{FLAG_EGRESS, FLAG_INGRESS};
+use crate::refs::{StoreObject, Stores};
 
 /// A task's identity on the worker link.
 pub type TaskId = u32;
@@ -58,6 +59,9 @@ struct Entry {
     holder: Option<mpsc::UnboundedSender<TaskId>>,
     /// Where a streaming route's events go (None for plain routes).
     events: Option<mpsc::UnboundedSender<Outcome>>,
+    /// Store objects of the task's latest output, released when the next stage is done with
+    /// them or when the task leaves the table.
+    held: Vec<StoreObject>,
 }
 
 /// What a stage's result means for its task.
@@ -76,11 +80,13 @@ pub struct TaskTable {
     next_id: AtomicU32,
     /// Number of tasks in the table, watched by the drain.
     count: watch::Sender<usize>,
+    /// Where held objects go when released.
+    stores: Arc<Stores>,
 }
 
 impl Default for TaskTable {
     fn default() -> Self {
-        Self { entries: Mutex::default(), next_id: AtomicU32::new(1), count: watch::channel(0).0 }
+        Self::new(Arc::default())
     }
 }
 
@@ -96,6 +102,21 @@ fn hop(pipeline: &Pipeline, position: usize) -> Hop {
 }
 
 impl TaskTable {
+    /// An empty table releasing objects into `stores`.
+    pub fn new(stores: Arc<Stores>) -> Self {
+        Self {
+            entries: Mutex::default(),
+            next_id: AtomicU32::new(1),
+            count: watch::channel(0).0,
+            stores,
+        }
+    }
+
+    /// The stores objects are released into.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<TaskId, Entry>> {
         // A panic while holding this lock cannot leave the map half-updated (every update is a
         // single insert/remove/field write), so a poisoned lock is still safe to use.
@@ -120,23 +141,36 @@ impl TaskTable {
                 break id;
             }
         };
-        entries
-            .insert(id, Entry { pipeline, position: 0, reply: Some(reply), holder: None, events });
+        entries.insert(
+            id,
+            Entry {
+                pipeline,
+                position: 0,
+                reply: Some(reply),
+                holder: None,
+                events,
+                held: Vec::new(),
+            },
+        );
         self.count.send_replace(entries.len());
         (id, first, receiver)
     }
 
     /// Removes a task, whether or not it has ended; called once its HTTP side is done with it.
-    /// A task abandoned while a worker holds it is reported to that worker's link.
+    /// A task abandoned while a worker holds it is reported to that worker's link, and every
+    /// store object it still holds is released.
     pub fn remove(&self, id: TaskId) {
         let mut entries = self.lock();
-        if let Some(entry) = entries.remove(&id) {
+        let removed = entries.remove(&id);
+        self.count.send_replace(entries.len());
+        drop(entries);
+        if let Some(entry) = removed {
             if let (Some(_), Some(holder)) = (entry.reply, entry.holder) {
                 // The link may be gone already; then there is no one left to tell.
                 let _ = holder.send(id);
             }
+            self.stores.release(entry.held, false);
         }
-        self.count.send_replace(entries.len());
     }
 
     /// Whether the task is still waiting for an answer.
@@ -165,24 +199,43 @@ impl TaskTable {
     }
 
     /// Applies a stage's result: success moves the task on, anything else ends it.
-    pub fn advance(&self, id: TaskId, status: u16, payload: Bytes) -> Advance {
+    ///
+    /// `output` lists the store objects the result references (already adopted); the task
+    /// holds them from now on, and the objects of its previous output, consumed by this
+    /// stage, are released.
+    pub fn advance(
+        &self,
+        id: TaskId,
+        status: u16,
+        payload: Bytes,
+        output: Vec<StoreObject>,
+    ) -> Advance {
         let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&id) else {
+        let Some(entry) = entries.get_mut(&id).filter(|entry| entry.reply.is_some()) else {
+            drop(entries);
+            self.stores.release(output, false);
             return Advance::Done;
         };
-        if entry.reply.is_none() {
-            return Advance::Done;
-        }
         entry.holder = None;
-        if status == 200 && entry.position + 1 < entry.pipeline.len() {
+        let consumed = std::mem::take(&mut entry.held);
+        let advance = if status == 200 && entry.position + 1 < entry.pipeline.len() {
             entry.position += 1;
-            return Advance::Next(hop(&entry.pipeline, entry.position));
-        }
-        if let Some(reply) = entry.reply.take() {
-            // The receiver may be gone (client left); nothing else to do then.
-            let _ = reply.send(Outcome { status, body: payload });
-        }
-        Advance::Done
+            entry.held = output;
+            Advance::Next(hop(&entry.pipeline, entry.position))
+        } else {
+            if let Some(reply) = entry.reply.take() {
+                // The receiver may be gone (client left); nothing else to do then.
+                let _ = reply.send(Outcome { status, body: payload });
+            }
+            // An answered task needs no store objects (an egress stage answers with bytes).
+            drop(entries);
+            self.stores.release(output, false);
+            self.stores.release(consumed, true);
+            return Advance::Done;
+        };
+        drop(entries);
+        self.stores.release(consumed, true);
+        advance
     }
 
     /// Ends one task with an engine-made outcome, if it has not ended yet.
@@ -254,12 +307,15 @@ mod tests {
         let table = TaskTable::default();
         let (id, first, mut rx) = table.create(pipeline(&[4, 5, 6]), None);
         assert_eq!(first, Hop { stage: 4, flags: FLAG_INGRESS });
-        assert_eq!(table.advance(id, 200, Bytes::new()), Advance::Next(Hop { stage: 5, flags: 0 }));
         assert_eq!(
-            table.advance(id, 200, Bytes::new()),
+            table.advance(id, 200, Bytes::new(), vec![]),
+            Advance::Next(Hop { stage: 5, flags: 0 })
+        );
+        assert_eq!(
+            table.advance(id, 200, Bytes::new(), vec![]),
             Advance::Next(Hop { stage: 6, flags: FLAG_EGRESS })
         );
-        assert_eq!(table.advance(id, 200, Bytes::from_static(b"out")), Advance::Done);
+        assert_eq!(table.advance(id, 200, Bytes::from_static(b"out"), vec![]), Advance::Done);
         assert_eq!(
             rx.try_recv().unwrap(),
             Outcome { status: 200, body: Bytes::from_static(b"out") }
@@ -280,10 +336,10 @@ mod tests {
     fn an_error_skips_the_remaining_stages() {
         let table = TaskTable::default();
         let (id, _, mut rx) = table.create(pipeline(&[0, 1, 2]), None);
-        assert_eq!(table.advance(id, 422, Bytes::from_static(b"bad")), Advance::Done);
+        assert_eq!(table.advance(id, 422, Bytes::from_static(b"bad"), vec![]), Advance::Done);
         assert_eq!(rx.try_recv().unwrap().status, 422);
         // A late result for the ended task changes nothing.
-        assert_eq!(table.advance(id, 200, Bytes::new()), Advance::Done);
+        assert_eq!(table.advance(id, 200, Bytes::new(), vec![]), Advance::Done);
     }
 
     #[test]
@@ -321,7 +377,7 @@ mod tests {
         let (answered, _, _answered_rx) = table.create(pipeline(&[0]), None);
         assert!(table.hold(held, &link));
         assert!(table.hold(answered, &link));
-        assert_eq!(table.advance(answered, 200, Bytes::new()), Advance::Done);
+        assert_eq!(table.advance(answered, 200, Bytes::new(), vec![]), Advance::Done);
         table.remove(answered);
         table.remove(held);
         assert_eq!(cancelled.try_recv().unwrap(), held);

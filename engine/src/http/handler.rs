@@ -65,6 +65,13 @@ fn readiness(shared: &Shared) -> Response<Body> {
 
 fn metrics(shared: &Shared) -> Response<Body> {
     shared.metrics.remaining_task.set(shared.tasks.len() as i64);
+    if let Some(arena) = &shared.tasks.stores().arena {
+        let stats = arena.stats();
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        shared.metrics.shm_capacity.set(gauge(stats.capacity));
+        shared.metrics.shm_used.set(gauge(stats.used_bytes));
+        shared.metrics.shm_objects.set(gauge(stats.objects));
+    }
     with_body(StatusCode::OK, METRICS_MIME, shared.metrics.render())
 }
 

@@ -32,6 +32,11 @@ impl PyEngine {
         Ok(self.inner.port()?)
     }
 
+    /// Path of the arena file, or None when no stage uses the arena.
+    fn arena_path(&self) -> Option<String> {
+        self.inner.arena_path()
+    }
+
     /// Whether every stage has its workers connected and the engine is not draining.
     fn is_ready(&self) -> bool {
         self.inner.is_ready()

@@ -1,5 +1,6 @@
 //! The `mosec._engine` extension module.
 
+mod arena;
 mod engine;
 mod errors;
 
@@ -20,6 +21,9 @@ fn version() -> &'static str {
 #[pymodule]
 fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<engine::PyEngine>()?;
+    module.add_class::<arena::PyArena>()?;
+    module.add("StoreFullError", module.py().get_type::<errors::StoreFullError>())?;
+    module.add("StoreReferenceError", module.py().get_type::<errors::StoreReferenceError>())?;
     module.add_function(wrap_pyfunction!(default_config, module)?)?;
     module.add_function(wrap_pyfunction!(version, module)?)?;
     Ok(())

@@ -1,0 +1,244 @@
+//! Store references: what a task holds in the object stores, and releasing it whichever way
+//! the task ends.
+//!
+//! A worker that puts its output in a store returns a *reference payload* (item flag
+//! `REFERENCE`) instead of the bytes. The engine reads only its head, the list of objects:
+//!
+//! ```text
+//! reference := store:u8 | count:u16 | object * count | meta (opaque to the engine)
+//! store 1 ARENA   object := 32 bytes: the shm crate's Reference (arena id, offset, size, generation)
+//! store 2 REDIS   object := key_len:u16 | key
+//! ```
+//!
+//! The rule: a task owns the objects of its latest output. They are released when the next
+//! stage finishes with them (its result arrives), or when the task ends in any other way
+//! (error, timeout, client gone, drain). Arena objects are freed here; Redis keys are read and
+//! deleted by their consumer, so the engine deletes only the keys of tasks that ended before
+//! their consumer ran. An arena object is *adopted* when its producer hands it over, so the
+//! producer's death no longer reclaims it.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use shm::{Arena, Reference, ShmError};
+use tokio::sync::mpsc;
+use tracing::debug;
+
+/// Store kind byte of the arena.
+pub const STORE_ARENA: u8 = 1;
+/// Store kind byte of Redis.
+pub const STORE_REDIS: u8 = 2;
+
+/// One object a task holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreObject {
+    /// An object in this server's arena.
+    Arena(Reference),
+    /// A Redis key.
+    Redis(Bytes),
+}
+
+impl StoreObject {
+    /// Payload bytes the object carries (arena objects); Redis sizes are unknown here.
+    pub fn size(&self) -> u64 {
+        match self {
+            StoreObject::Arena(reference) => reference.size,
+            StoreObject::Redis(_) => 0,
+        }
+    }
+}
+
+/// Why a reference payload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RefError {
+    /// The head of the payload does not parse.
+    #[error("malformed store reference: {0}")]
+    Malformed(&'static str),
+    /// A store kind this server does not run.
+    #[error("store reference names store {0}, which this server does not run")]
+    NoSuchStore(u8),
+    /// The arena refused the reference (stale, forged, foreign).
+    #[error("invalid arena reference: {0}")]
+    Arena(#[from] ShmError),
+}
+
+/// Reads the object list at the head of a reference payload.
+///
+/// # Errors
+/// [`RefError::Malformed`] when the head is cut short or names an unknown store.
+pub fn parse(payload: &Bytes) -> Result<Vec<StoreObject>, RefError> {
+    let mut head = payload.clone();
+    if head.remaining() < 3 {
+        return Err(RefError::Malformed("shorter than its head"));
+    }
+    let store = head.get_u8();
+    let count = head.get_u16_le();
+    let mut objects = Vec::with_capacity(count.into());
+    for _ in 0..count {
+        let object = match store {
+            STORE_ARENA => {
+                if head.remaining() < Reference::LEN {
+                    return Err(RefError::Malformed("arena reference cut short"));
+                }
+                let reference = Reference::from_bytes(&head.split_to(Reference::LEN))?;
+                StoreObject::Arena(reference)
+            }
+            STORE_REDIS => {
+                if head.remaining() < 2 {
+                    return Err(RefError::Malformed("redis key length cut short"));
+                }
+                let len = usize::from(head.get_u16_le());
+                if head.remaining() < len {
+                    return Err(RefError::Malformed("redis key cut short"));
+                }
+                StoreObject::Redis(head.split_to(len))
+            }
+            other => return Err(RefError::NoSuchStore(other)),
+        };
+        objects.push(object);
+    }
+    Ok(objects)
+}
+
+/// The stores this server runs, as the engine uses them: adopt and release.
+#[derive(Default)]
+pub struct Stores {
+    /// The arena, when a stage uses it.
+    pub arena: Option<Arc<Arena>>,
+    /// Keys to delete, consumed by the Redis releaser task.
+    pub redis: Option<mpsc::UnboundedSender<Bytes>>,
+}
+
+impl Stores {
+    /// Takes ownership of objects a worker handed over.
+    ///
+    /// # Errors
+    /// [`RefError`] when an object names a store we do not run or the arena refuses it.
+    pub fn adopt(&self, objects: &[StoreObject]) -> Result<(), RefError> {
+        for object in objects {
+            match object {
+                StoreObject::Arena(reference) => {
+                    let arena = self.arena.as_ref().ok_or(RefError::NoSuchStore(STORE_ARENA))?;
+                    arena.adopt(reference)?;
+                }
+                StoreObject::Redis(_) if self.redis.is_none() => {
+                    return Err(RefError::NoSuchStore(STORE_REDIS))
+                }
+                StoreObject::Redis(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Releases objects a task no longer needs.
+    pub fn release(&self, objects: Vec<StoreObject>, consumed: bool) {
+        for object in objects {
+            match object {
+                StoreObject::Arena(reference) => {
+                    if let Some(arena) = &self.arena {
+                        // Stale means someone already freed it (a reclaimed producer): fine.
+                        if let Err(err) = arena.free(&reference) {
+                            debug!(error = %err, "arena object already released");
+                        }
+                    }
+                }
+                // A consumer that ran has deleted its keys itself (GETDEL).
+                StoreObject::Redis(_) if consumed => {}
+                StoreObject::Redis(key) => {
+                    if let Some(redis) = &self.redis {
+                        let _ = redis.send(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Deletes Redis keys of abandoned tasks, in batches, until the channel closes.
+pub async fn release_redis_keys(url: String, mut keys: mpsc::UnboundedReceiver<Bytes>) {
+    let mut connection = None;
+    let mut batch = Vec::new();
+    while keys.recv_many(&mut batch, 256).await > 0 {
+        if connection.is_none() {
+            connection = match redis::Client::open(url.as_str()) {
+                Ok(client) => client.get_multiplexed_async_connection().await.ok(),
+                Err(_) => None,
+            };
+        }
+        let Some(conn) = connection.as_mut() else {
+            // The keys expire on their own; the expiry is the backstop for this case.
+            tracing::warn!(keys = batch.len(), "redis unreachable; abandoned keys left to expire");
+            batch.clear();
+            continue;
+        };
+        let mut command = redis::cmd("DEL");
+        for key in batch.drain(..) {
+            command.arg(key.as_ref());
+        }
+        if let Err(err) = command.query_async::<i64>(conn).await {
+            tracing::warn!(error = %err, "deleting abandoned redis keys failed");
+            connection = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arena_payload(references: &[Reference], meta: &[u8]) -> Bytes {
+        let mut payload = vec![STORE_ARENA];
+        payload.extend_from_slice(&(references.len() as u16).to_le_bytes());
+        for reference in references {
+            payload.extend_from_slice(&reference.to_bytes());
+        }
+        payload.extend_from_slice(meta);
+        payload.into()
+    }
+
+    #[test]
+    fn parses_arena_and_redis_heads() {
+        let reference = Reference { arena_id: 7, offset: 4096, size: 12, generation: 3 };
+        let objects = parse(&arena_payload(&[reference, reference], b"meta")).unwrap();
+        assert_eq!(objects, vec![StoreObject::Arena(reference); 2]);
+        let redis = Bytes::from_static(b"\x02\x01\x00\x03\x00abcmeta");
+        assert_eq!(parse(&redis).unwrap(), vec![StoreObject::Redis(Bytes::from_static(b"abc"))]);
+    }
+
+    #[test]
+    fn refuses_malformed_heads() {
+        assert!(matches!(parse(&Bytes::from_static(b"\x01")), Err(RefError::Malformed(_))));
+        assert!(matches!(
+            parse(&Bytes::from_static(b"\x01\x01\x00abc")),
+            Err(RefError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(&Bytes::from_static(b"\x09\x01\x00")),
+            Err(RefError::NoSuchStore(9))
+        ));
+        assert!(matches!(
+            parse(&Bytes::from_static(b"\x02\x01\x00\x09\x00ab")),
+            Err(RefError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn adopt_and_release_keep_the_arena_balanced() {
+        let dir = std::env::temp_dir();
+        let arena = Arc::new(Arena::create(&dir, 1 << 20).unwrap());
+        let mut draft = arena.alloc(100).unwrap();
+        draft.as_mut_slice().fill(1);
+        let reference = draft.seal().unwrap();
+        let stores = Stores { arena: Some(arena.clone()), redis: None };
+        let objects = vec![StoreObject::Arena(reference)];
+        stores.adopt(&objects).unwrap();
+        assert_eq!(arena.stats().objects, 1);
+        stores.release(objects.clone(), true);
+        assert_eq!(arena.stats().objects, 0);
+        // A stale reference is refused on adoption and ignored on release.
+        assert!(matches!(stores.adopt(&objects), Err(RefError::Arena(_))));
+        stores.release(objects, true);
+        let forged = StoreObject::Redis(Bytes::from_static(b"k"));
+        assert!(matches!(stores.adopt(&[forged]), Err(RefError::NoSuchStore(STORE_REDIS))));
+    }
+}
