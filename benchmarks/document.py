@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from benchmarks.report import markdown, summarize, to_json
+from benchmarks.report import headline, markdown, summarize, to_json
 from benchmarks.runner import Settings
 from benchmarks.scenarios import Scenario, by_name
 
@@ -57,7 +57,11 @@ def render(result: Result, figures: Optional[str] = None) -> str:
         f"{machine['git_commit']}{dirty}; {versions}.",
         "",
     ]
-    for summary in summaries(result):
+    every = summaries(result)
+    top = headline(every)
+    if top:
+        lines += ["### Headline: our targets against the baseline", "", top]
+    for summary in every:
         scenario = by_name(summary["scenario"])
         lines.append(markdown(summary, scenario, load_note(settings, scenario)))
         if figures is not None:

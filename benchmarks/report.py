@@ -1,4 +1,5 @@
-"""Summaries of the samples: per scenario and target, medians with ranges and ratios to a baseline.
+"""Summaries of the samples: per scenario and target, medians with ranges and ratios to a baseline
+(and, for our targets, to upstream with the same IPC mixin).
 
 The baseline of a scenario is the ``--baseline`` target when it was measured there, else
 ``upstream-pickle`` when measured, else the first target measured. Ratios are paired per repeat
@@ -34,6 +35,15 @@ def pick_baseline(measured: Sequence[str], wanted: Optional[str]) -> Optional[st
     return measured[0] if measured else None
 
 
+def like_for_like(target: str, measured: Sequence[str]) -> Optional[str]:
+    """Upstream with the same IPC as one of our targets (``ours-numbin`` → ``upstream-numbin``),
+    when it was measured too."""
+    if not target.startswith("ours-"):
+        return None
+    peer = "upstream-" + target[len("ours-") :]
+    return peer if peer in measured else None
+
+
 def summarize(
     samples: Sequence[Dict[str, Any]], scenario: str, baseline: Optional[str] = None
 ) -> Dict[str, Any]:
@@ -54,6 +64,13 @@ def summarize(
         for metric in ("rps", "p50_ms", "p99_ms"):
             values, base_values = paired(by_repeat(own, metric), by_repeat(base, metric))
             row[f"{metric}_ratio"] = ratio_spread(values, base_values)
+        peer = like_for_like(target, order)
+        row["peer"] = peer
+        row["rps_peer_ratio"] = None
+        if peer is not None:
+            theirs = [s for s in mine if s["target"] == peer]
+            values, peer_values = paired(by_repeat(own, "rps"), by_repeat(theirs, "rps"))
+            row["rps_peer_ratio"] = ratio_spread(values, peer_values)
         rows.append(row)
     return {"scenario": scenario, "baseline": base_name, "rows": rows}
 
@@ -115,3 +132,27 @@ def markdown(summary: Dict[str, Any], scenario: Scenario, note: str) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def headline(summaries: Sequence[Dict[str, Any]], prefix: str = "ours") -> str:
+    """One table over all scenarios: each ``prefix-*`` target against its scenario's baseline."""
+    lines = [
+        "| scenario | target | req/s | req/s × baseline | p99 × baseline | baseline"
+        " | req/s × upstream, same IPC |",
+        "| --- | --- | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for summary in summaries:
+        for row in summary["rows"]:
+            if not row["target"].startswith(prefix) or row["target"] == summary["baseline"]:
+                continue
+            cells = [
+                summary["scenario"],
+                f"`{row['target']}`",
+                cell(row["rps"]),
+                cell(row["rps_ratio"], "×"),
+                cell(row["p99_ms_ratio"], "×"),
+                f"`{summary['baseline']}`",
+                cell(row["rps_peer_ratio"], "×") if row["peer"] else "–",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""

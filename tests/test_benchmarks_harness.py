@@ -154,6 +154,8 @@ def test_summary_pairs_ratios_per_repeat():
     assert ours["p99_ms_ratio"] == Spread(0.5, 0.5, 0.5, 2)
     assert ours["cpu_ms_per_request"] is None
     assert upstream["rps_ratio"] == Spread(1.0, 1.0, 1.0, 2)
+    assert ours["peer"] == "upstream-pickle" and ours["rps_peer_ratio"] == ours["rps_ratio"]
+    assert upstream["peer"] is None and upstream["rps_peer_ratio"] is None
     table = markdown(summary, by_name("echo"), "16 connections")
     assert "| `ours-pickle` | 200 (150–210) |" in table
     assert "2.50× (2.00–3.00×)" not in table and "2.50× (2.00–3.00)" in table
@@ -182,6 +184,7 @@ def test_rendered_report_and_results_page():
     assert "ours: mosec 0.1.0 (python 3.11); litserve: unavailable" in text
     assert "16 connections, 1 × 5 s after 1 s warm-up" in text
     assert "| `ours-pickle` | 200 |" in text and "- * / ours-shm: not yet" in text
+    assert "| echo | `ours-pickle` | 200 | 2.00× | 0.50× | `upstream-pickle` | 2.00× |" in text
     page = document.results_page(result, "figures")
     assert page.startswith("# Benchmark results") and "![echo](figures/echo.png)" in page
 
