@@ -4,7 +4,14 @@ from typing import final
 
 from typing_extensions import Self
 
-__all__ = ["Engine", "default_config", "version"]
+__all__ = [
+    "ArenaClient",
+    "Engine",
+    "StoreFullError",
+    "StoreReferenceError",
+    "default_config",
+    "version",
+]
 
 def default_config() -> str:
     """JSON of the engine config with every default."""
@@ -36,3 +43,42 @@ class Engine:
 
     def fail_inflight(self, status: int, message: str) -> int:
         """Answer every in-flight task now with this status and message; returns how many."""
+
+    def arena_path(self) -> str | None:
+        """Path of the shared-memory arena file, or None when no stage uses the arena."""
+
+class StoreFullError(MemoryError):
+    """The store has no room for the object within the wait allowed."""
+
+class StoreReferenceError(ValueError):
+    """A store reference is stale, forged, or from another arena."""
+
+@final
+class ArenaClient:
+    """A worker's handle on the server's arena: allocation and validation in Rust."""
+
+    def __new__(cls, path: str) -> Self:
+        """Map the arena file at ``path``."""
+
+    @property
+    def path(self) -> str:
+        """Path of the arena file."""
+
+    @property
+    def capacity(self) -> int:
+        """Usable bytes."""
+
+    def alloc(self, size: int, timeout_ms: int) -> tuple[bytes, int]:
+        """Lease ``size`` bytes (waiting up to the timeout); the reference and its offset."""
+
+    def seal(self, reference_bytes: bytes) -> None:
+        """Mark a leased object complete, readable from now on."""
+
+    def locate(self, reference_bytes: bytes) -> tuple[int, int]:
+        """Validate a sealed object's reference; its ``(offset, size)`` in the file."""
+
+    def free(self, reference_bytes: bytes) -> None:
+        """Free an object."""
+
+    def stats(self) -> tuple[int, int, int]:
+        """``(capacity, used_bytes, objects)``."""

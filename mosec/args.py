@@ -93,7 +93,34 @@ class _Flag:
         return "MOSEC_" + self.dest.upper()
 
 
+def parse_size(text: str) -> int:
+    """Parse a byte size: a number of bytes, or one with a K, M, G or T suffix (powers of 1024).
+
+    Args:
+        text: e.g. ``"1073741824"``, ``"512M"``, ``"2G"`` (a trailing ``B``/``iB`` is allowed).
+
+    Returns:
+        The size in bytes.
+
+    Raises:
+        ValueError: when the text is not such a size, or is zero.
+    """
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = cleaned, ""
+    if cleaned and cleaned[-1] in units:
+        number, unit = cleaned[:-1], cleaned[-1]
+    try:
+        value = int(float(number) * units[unit])
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (use bytes, or a suffix: 512M, 2G)") from None
+    if value <= 0:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return value
+
+
 _POSITIVE = _named("positive integer", _positive_int)
+_SIZE = _named("size", parse_size)
 _NON_NEGATIVE = _named("non-negative integer", _non_negative_int)
 _PORT = _named("port", _port)
 _LOG_LEVEL = _named("log level", _log_level)
@@ -108,6 +135,7 @@ _FLAGS = (
     _Flag("namespace", "namespace", str, "prefix of the Prometheus metric names"),
     _Flag("log-level", "log_level", _LOG_LEVEL, "debug, info, warning or error"),
     _Flag("max-request-size", "max_request_size", _POSITIVE, "largest body in bytes (413)"),
+    _Flag("shm-size", "shm_size", _SIZE, "bytes of the shared-memory arena (e.g. 512M, 2G)"),
 )
 
 

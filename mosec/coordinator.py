@@ -186,6 +186,8 @@ class Loop:
         # Set by run(); a streaming worker's events go out on it.
         self.link: WorkerLink | None = None
         self.sse = worker if isinstance(worker, SSEWorker) else None
+        #: A mixin's clean-up after each batch (e.g. unused arena leases), when it has one.
+        self.after_batch = getattr(worker, "_mosec_after_batch", None)
         if self.timeout_s > 0:
             signal.signal(signal.SIGALRM, _on_alarm)
 
@@ -203,6 +205,8 @@ class Loop:
             replies = self.handle(batch)
             log.set_request_ids(None)
             link.send_result(replies)
+            if self.after_batch is not None:
+                self.after_batch()
             stop.busy = False
             if stop.requested:
                 return

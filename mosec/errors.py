@@ -48,6 +48,24 @@ class EncodingError(ServerError):
     msg = "response encoding error"
 
 
+class StoreFullError(ServerError):
+    """An object store has no room for a stage's output within the wait allowed (503).
+
+    The body names the store, its capacity and what is in use. The engine counts these in
+    ``<namespace>_store_full_total``.
+    """
+
+    code = 503
+    msg = "store full"
+
+
+class StoreReferenceError(ServerError):
+    """A store reference is stale, forged, or names a store this server does not run (500)."""
+
+    code = 500
+    msg = "invalid store reference"
+
+
 class ValidationError(MosecError):
     """The request decodes but its content is not acceptable (422)."""
 

@@ -67,6 +67,16 @@ Received = tuple[int, int, bytes]
 Reply = tuple[int, int, bytes]
 
 
+class StoreReference(bytes):
+    """A payload that names store objects instead of carrying the bytes (the REFERENCE flag).
+
+    IPC mixins return it from ``serialize_ipc``; the link then flags the item so the engine can
+    track and release the objects it names (layout in ``engine/src/refs.rs``).
+    """
+
+    __slots__ = ()
+
+
 class ProtocolError(Exception):
     """The peer sent a frame that does not follow the layout above."""
 
@@ -141,7 +151,8 @@ class WorkerLink:
         body_len = _BODY_HEAD_SIZE
         pack = ITEM_HEAD.pack
         for task_id, status, payload in items:
-            parts.append(pack(task_id, 0, status, len(payload)))
+            flags = FLAG_REFERENCE if type(payload) is StoreReference else 0
+            parts.append(pack(task_id, flags, status, len(payload)))
             parts.append(payload)
             body_len += ITEM_HEAD.size + len(payload)
         parts[0] = FRAME_HEAD.pack(body_len, kind, 0, len(items))

@@ -17,8 +17,8 @@ import sys
 import tempfile
 from typing import Any, Union
 
-from mosec import _engine, dry_run, log, openapi
-from mosec.args import parse_arguments
+from mosec import _engine, dry_run, log, openapi, stores
+from mosec.args import default_config, parse_arguments
 from mosec.daemon import Daemon
 from mosec.plan import check_path, plan
 from mosec.runtime import Runtime
@@ -192,10 +192,16 @@ class Server:
             "swagger_dir": openapi.swagger_dir(),
             "stages": [stage.engine_config(args.wait) for stage in stages],
             "routes": routes,
+            "shm_size": args.shm_size,
         }
+        store_settings = stores.engine_settings(
+            (stage.runtime.worker for stage in stages), default_config()
+        )
+        config.update(store_settings)
         try:
             engine = _engine.Engine(json.dumps(config))
             engine.start()
+            stores.export_to_workers(engine, store_settings)
         except (ValueError, OSError) as err:
             logger.error("cannot start the server on %s:%s: %s", args.address, args.port, err)
             return 1

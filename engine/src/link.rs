@@ -94,13 +94,13 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
     let Some(stage) = shared.stages.get(hello.stage as usize) else {
         return warn!(
             stage = hello.stage,
-            pid = hello.pid,
+            worker_pid = hello.pid,
             "worker names an unknown stage; closed"
         );
     };
     let _connected = Connected::new(stage);
     info!(
-        stage = %stage.label.stage, worker_id = hello.worker_id, pid = hello.pid,
+        stage = %stage.label.stage, worker_id = hello.worker_id, worker_pid = hello.pid,
         "worker connected"
     );
     let (frames, _reader) = spawn_reader(reader);
@@ -120,15 +120,15 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
         match arena.reclaim_owner(hello.pid) {
             Ok(0) => {}
             Ok(reclaimed) => {
-                info!(pid = hello.pid, reclaimed, "reclaimed a worker's arena objects")
+                info!(worker_pid = hello.pid, reclaimed, "reclaimed a worker's arena objects")
             }
             Err(err) => {
-                warn!(pid = hello.pid, error = %err, "reclaiming a worker's arena objects failed")
+                warn!(worker_pid = hello.pid, error = %err, "reclaiming a worker's arena objects failed")
             }
         }
     }
     info!(
-        stage = %stage.label.stage, worker_id = hello.worker_id, pid = hello.pid, reason,
+        stage = %stage.label.stage, worker_id = hello.worker_id, worker_pid = hello.pid, reason,
         "worker disconnected"
     );
 }
@@ -215,7 +215,7 @@ impl Link<'_> {
                 }
                 Err(err) => {
                     warn!(
-                        stage = %self.stage.label.stage, pid = self.hello.pid, error = %err,
+                        stage = %self.stage.label.stage, worker_pid = self.hello.pid, error = %err,
                         tasks = items.len(), "worker failed while holding a batch; its tasks get 500"
                     );
                     let message = format!(

@@ -2,6 +2,7 @@
 
 from mosec.mixin.msgpack_worker import MsgpackMixin
 from mosec.mixin.numbin_worker import NumBinIPCMixin
+from mosec.mixin.shm_worker import ShmIPCMixin
 from mosec.mixin.typed_msgpack_worker import TypedMsgPackMixin
 
-__all__ = ["MsgpackMixin", "NumBinIPCMixin", "TypedMsgPackMixin"]
+__all__ = ["MsgpackMixin", "NumBinIPCMixin", "ShmIPCMixin", "TypedMsgPackMixin"]

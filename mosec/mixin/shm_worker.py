@@ -1,0 +1,156 @@
+"""``ShmIPCMixin``: stage outputs through the server's shared-memory arena.
+
+Only a 32-byte reference per object crosses the engine; the consumer reads the producer's bytes
+in place. See :mod:`mosec.mixin.store_codec` for the encoding and :mod:`mosec.mixin.arena` for
+the arena and the lifetime rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mosec.mixin import arena as arena_module
+from mosec.mixin.store_codec import decode, encode
+
+#: Bytes of an arena object id in a reference.
+_ID_LEN = 32
+
+
+class ArenaStore:
+    """The arena as a :class:`~mosec.mixin.store_codec.Store`."""
+
+    kind = 1
+
+    def __init__(self, arena: arena_module.Arena) -> None:
+        """Wrap this process's arena."""
+        self.arena = arena
+
+    def put_many(self, buffers: Sequence[memoryview]) -> list[bytes]:
+        """Copy each buffer into a new object (all or none)."""
+        ids: list[bytes] = []
+        try:
+            for buffer in buffers:
+                ids.append(self.arena.put(buffer))
+        except BaseException:
+            self.discard(ids)
+            raise
+        return ids
+
+    def new_array(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[bytes, np.ndarray]:
+        """A leased object viewed as a writable C-order array."""
+        nbytes = max(1, math.prod(shape) * np.dtype(dtype).itemsize)
+        reference, offset = self.arena.alloc(nbytes)
+        return reference, self.arena.array(offset, shape, dtype, writable=True)
+
+    def seal(self, object_id: bytes) -> None:
+        """Seal an object written in place."""
+        self.arena.seal(object_id)
+
+    def discard(self, object_ids: Sequence[bytes]) -> None:
+        """Free objects that will not be handed over."""
+        for object_id in object_ids:
+            self.arena.free(object_id)
+
+    def fetch(self, object_ids: Sequence[bytes]) -> list[memoryview]:
+        """Read-only views of sealed objects (validated)."""
+        return [self.arena.readable(object_id) for object_id in object_ids]
+
+    def pack_ids(self, object_ids: Sequence[bytes]) -> bytes:
+        """References are already in wire form."""
+        return b"".join(object_ids)
+
+    def unpack_ids(self, payload: memoryview, count: int) -> tuple[list[bytes], int]:
+        """``count`` 32-byte references."""
+        used = count * _ID_LEN
+        if len(payload) < used:
+            raise ValueError("arena reference cut short")
+        return [bytes(payload[i : i + _ID_LEN]) for i in range(0, used, _ID_LEN)], used
+
+
+_store: ArenaStore | None = None
+
+
+def arena_store() -> ArenaStore:
+    """This process's arena store."""
+    global _store
+    if _store is None:
+        _store = ArenaStore(arena_module.current())
+    return _store
+
+
+class ShmIPCMixin:
+    """Pass stage outputs through the server's shared-memory arena.
+
+    Put it before :class:`mosec.Worker` in the bases of every stage that hands data to the next
+    one (and of the stage that receives it)::
+
+        class Preprocess(ShmIPCMixin, Worker): ...
+
+    The server creates the arena (``--shm-size``, default 1 GiB) when any stage uses the mixin;
+    nothing else is needed. Numpy arrays cross with one copy into the arena and none out of it;
+    an array made by :meth:`shm_empty` and returned whole crosses with no copy at all. Other
+    objects (dicts and lists of arrays, buffer-protocol tensors) travel as pickles with their
+    large buffers in the arena. Outputs under 64 KiB travel inline.
+
+    The arrays the next stage receives are read-only views, valid until its ``forward`` and
+    ``serialize`` return (the engine frees them when that stage's result arrives).
+    """
+
+    #: Tells the server that this worker needs the arena.
+    _mosec_store = "arena"
+
+    def _shm_leases(self) -> dict[int, tuple[bytes, int]]:
+        # Kept on the instance without relying on __init__ (users may not call super()).
+        leases: dict[int, tuple[bytes, int]] | None = self.__dict__.get("_mosec_shm_leases")
+        if leases is None:
+            leases = self.__dict__["_mosec_shm_leases"] = {}
+        return leases
+
+    def shm_empty(self, shape: Any, dtype: Any = np.float32) -> np.ndarray:
+        """A new writable array in the arena, for ``forward`` to fill and return.
+
+        Returned whole (not a slice of it) as a stage output, it is handed to the next stage
+        with no copy. Arrays made here but not returned are freed after the batch.
+
+        Args:
+            shape: the array's shape.
+            dtype: its numpy dtype.
+        """
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if math.prod(shape) == 0:
+            return np.empty(shape, dtype=dtype)
+        store = arena_store()
+        reference, array = store.new_array(shape, np.dtype(dtype))
+        offset = store.arena.offset_of(array)
+        assert offset is not None  # it was just made in the arena
+        self._shm_leases()[offset] = (reference, array.nbytes)
+        return array
+
+    def serialize_ipc(self, data: Any) -> bytes:
+        """Put an output in the arena (or inline when small); returns the payload."""
+        store = arena_store()
+        sealed = None
+        leases = self._shm_leases()
+        if leases and type(data) is np.ndarray and data.flags.c_contiguous:
+            offset = store.arena.offset_of(data)
+            lease = leases.get(offset) if offset is not None else None
+            if lease is not None and lease[1] == data.nbytes:
+                del leases[offset]  # type: ignore[arg-type]
+                store.seal(lease[0])
+                sealed = lease[0]
+        return encode(data, store, sealed)
+
+    def deserialize_ipc(self, data: bytes) -> Any:
+        """Read the previous stage's output: zero-copy, read-only."""
+        return decode(data, arena_store())
+
+    def _mosec_after_batch(self) -> None:
+        """Free arrays from :meth:`shm_empty` that were not handed over."""
+        leases = self.__dict__.get("_mosec_shm_leases")
+        if leases:
+            arena_store().discard([reference for reference, _ in leases.values()])
+            leases.clear()

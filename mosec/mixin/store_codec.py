@@ -1,0 +1,151 @@
+"""Encoding stage outputs as store references, shared by the store-backed IPC mixins.
+
+A stage output either travels inline or by reference:
+
+- small outputs (every buffer under :data:`INLINE_BELOW` bytes) travel inline as a pickle
+  (protocol 5): the payload starts with pickle's ``0x80`` byte;
+- larger ones go into a store, and the payload is a :class:`~mosec.protocol.StoreReference`::
+
+      reference := store:u8 | count:u16 | object id * count | meta
+      meta      := b"a" | dtype_len:u8 | dtype | ndim:u8 | shape:i64 * ndim    one numpy array
+                 | b"p" | pickle (protocol 5, large buffers out of band)      anything else
+
+  The engine reads the object ids (their layout depends on the store, see
+  ``engine/src/refs.rs``) to release the objects when the task no longer needs them.
+
+A plain numpy array is one object holding its bytes (in C order); anything else (dicts and lists
+of arrays, framework tensors exposing the buffer protocol) is pickled with its large buffers out
+of band, one object each. Readers get read-only, zero-copy arrays over the store's memory.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from mosec.protocol import StoreReference
+
+#: Buffers smaller than this travel inside the pickle; an output with none larger is inline.
+INLINE_BELOW = 64 * 1024
+
+_HEAD = struct.Struct("<BH")
+_ARRAY = ord("a")
+_PICKLE = ord("p")
+
+
+class Store(Protocol):
+    """What the codec needs from a store."""
+
+    #: The store's kind byte in a reference (1 arena, 2 Redis).
+    kind: int
+
+    def put_many(self, buffers: Sequence[memoryview]) -> list[bytes]:
+        """Store each buffer as a new object; returns their ids (all or none are stored)."""
+
+    def new_array(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[bytes, np.ndarray]:
+        """A fresh object viewed as a writable array, and its id (sealed by :meth:`seal`)."""
+
+    def seal(self, object_id: bytes) -> None:
+        """Make an object written through :meth:`new_array` readable."""
+
+    def discard(self, object_ids: Sequence[bytes]) -> None:
+        """Delete objects that will not be handed over."""
+
+    def fetch(self, object_ids: Sequence[bytes]) -> list[memoryview]:
+        """Read-only views (or copies, for remote stores) of the objects."""
+
+    def pack_ids(self, object_ids: Sequence[bytes]) -> bytes:
+        """The ids as written in a reference."""
+
+    def unpack_ids(self, payload: memoryview, count: int) -> tuple[list[bytes], int]:
+        """Read ``count`` ids at the start of ``payload``; returns them and the bytes used."""
+
+
+def _array_meta(array: np.ndarray) -> bytes:
+    dtype = array.dtype.str.encode()
+    shape = array.shape
+    return (
+        bytes([_ARRAY, len(dtype)])
+        + dtype
+        + bytes([len(shape)])
+        + struct.pack(f"<{len(shape)}q", *shape)
+    )
+
+
+def _is_plain_array(data: Any) -> bool:
+    """A numpy array whose bytes and dtype string say everything (no objects, no fields)."""
+    return type(data) is np.ndarray and not data.dtype.hasobject and data.dtype.names is None
+
+
+def _reference(store: Store, ids: Sequence[bytes], meta: bytes) -> StoreReference:
+    return StoreReference(_HEAD.pack(store.kind, len(ids)) + store.pack_ids(ids) + meta)
+
+
+def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
+    """Encode a stage output.
+
+    Args:
+        data: the output.
+        store: where large buffers go.
+        sealed_id: the id of an object ``data`` already lives in (an array the producer wrote
+            in place), which is handed over without a copy.
+
+    Returns:
+        An inline pickle, or a :class:`StoreReference`.
+    """
+    if sealed_id is not None:
+        return _reference(store, [sealed_id], _array_meta(data))
+    if _is_plain_array(data) and data.nbytes >= INLINE_BELOW:
+        object_id, target = store.new_array(data.shape, data.dtype)
+        try:
+            np.copyto(target, data, casting="no")
+            store.seal(object_id)
+        except BaseException:
+            store.discard([object_id])
+            raise
+        return _reference(store, [object_id], _array_meta(data))
+    large: list[memoryview] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        # True keeps the buffer inside the pickle; False sends it out of band.
+        view = buffer.raw()
+        if view.nbytes < INLINE_BELOW:
+            return True
+        large.append(view)
+        return False
+
+    pickled = pickle.dumps(data, protocol=5, buffer_callback=out_of_band)
+    if not large:
+        return pickled
+    ids = store.put_many(large)
+    return _reference(store, ids, bytes([_PICKLE]) + pickled)
+
+
+def decode(payload: bytes, store: Store) -> Any:
+    """Decode what :func:`encode` made (inline pickles need no store).
+
+    Raises:
+        ValueError: when a reference names another store or its meta is malformed.
+    """
+    if not payload or payload[0] == 0x80:
+        return pickle.loads(payload)
+    kind, count = _HEAD.unpack_from(payload)
+    if kind != store.kind:
+        raise ValueError(f"reference to store {kind}, but this stage reads store {store.kind}")
+    view = memoryview(payload)[_HEAD.size :]
+    ids, used = store.unpack_ids(view, count)
+    meta = view[used:]
+    buffers = store.fetch(ids)
+    if meta[0] == _ARRAY:
+        dtype_len = meta[1]
+        dtype = np.dtype(bytes(meta[2 : 2 + dtype_len]).decode())
+        ndim = meta[2 + dtype_len]
+        shape = struct.unpack_from(f"<{ndim}q", meta, 3 + dtype_len)
+        return np.ndarray(shape, dtype=dtype, buffer=buffers[0])
+    if meta[0] == _PICKLE:
+        return pickle.loads(meta[1:], buffers=buffers)
+    raise ValueError(f"unknown reference meta kind {meta[0]}")
