@@ -41,6 +41,14 @@ def runtime_version(runtime: str, probe: Dict[str, Any]) -> str:
     return f"{runtime}: python {probe.get('python')}"
 
 
+def _load(machine: Dict[str, Any]) -> str:
+    """A warning when the machine was busy with something else as the run started."""
+    load = machine.get("load_average_1m")
+    if load is None or load < 0.5:
+        return ""
+    return f" Load average {load} at the start: the machine was shared, numbers are noisy."
+
+
 def render(result: Result, figures: Optional[str] = None) -> str:
     """The Markdown report: machine line, a table per scenario (and its plot, when ``figures``
     names the folder the PNGs are in, relative to the document), then the skipped pairs."""
@@ -54,7 +62,7 @@ def render(result: Result, figures: Optional[str] = None) -> str:
         "",
         f"`{meta['command']}` on {machine['cpu']} ({machine['cores']} cores, "
         f"{machine['memory_gib']} GiB), {machine['os']}, {machine['wrk']}, commit "
-        f"{machine['git_commit']}{dirty}; {versions}.",
+        f"{machine['git_commit']}{dirty}; {versions}.{_load(machine)}",
         "",
     ]
     every = summaries(result)

@@ -68,4 +68,5 @@ def describe() -> Dict[str, Any]:
         "redis_server": _redis_version(),
         "git_commit": _run(["git", "rev-parse", "--short", "HEAD"]),
         "git_dirty": dirty not in ("", "unknown"),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # > 0.5 here: something else was running
     }
