@@ -22,6 +22,7 @@ def engine_settings(workers: Iterable[type], defaults: dict[str, Any]) -> dict[s
         workers: every stage's worker class.
         defaults: the engine's default config (for the arena wait).
     """
+    workers = list(workers)  # read twice below; the server passes a generator
     kinds = {getattr(worker, "_mosec_store", None) for worker in workers}
     settings: dict[str, Any] = {"use_arena": "arena" in kinds}
     if "redis" in kinds:
