@@ -11,6 +11,9 @@ with 500). A death counts as a failed start when the worker never connected or l
 worker has failed to start ``MAX_FAILED_STARTS`` times in a row and its stage has no live,
 connected worker left, the stage cannot be served: the server stops with exit code 1.
 
+A daemon that exits is a store the stages can no longer reach: every request in flight is answered
+503 (``service unavailable: store daemon <name> exited``) at once, then the server shuts down.
+
 Shutdown (signal, daemon exit or a failed stage): the engine drains (new requests 503, in-flight
 ones finish up to ``--timeout``) and closes the worker links, then each worker gets SIGTERM, a grace
 period, then SIGKILL; daemons are stopped the same way. A signal exits 0; a daemon exit or a failed
@@ -185,13 +188,7 @@ class Supervisor:
                 self._drain_wake_pipe()
             for daemon in self._daemons:
                 if daemon in ready:
-                    logger.error(
-                        "daemon %s (pid %s) exited with code %s; shutting down",
-                        daemon.name,
-                        daemon.pid,
-                        daemon.exit_code(),
-                        extra={"daemon": daemon.name},
-                    )
+                    self._on_daemon_exit(daemon)
                     return EXIT_FAILED
             # Readers first: a worker that connected and then died is a crash, not a failed start.
             for slot in self._slots:
@@ -205,6 +202,25 @@ class Supervisor:
             for slot in self._slots:
                 if slot.restart_at is not None and slot.restart_at <= now:
                     self._spawn(slot)
+
+    def _on_daemon_exit(self, daemon: Daemon) -> None:
+        """Answer every request in flight with 503, before the drain.
+
+        A daemon is a store the stages depend on: what is in flight cannot finish, and letting
+        it run into ``--timeout`` would only make clients wait longer for a failure.
+        """
+        failed = self._engine.fail_inflight(
+            503, f"service unavailable: store daemon {daemon.name} exited"
+        )
+        logger.error(
+            "daemon %s (pid %s) exited with code %s; answered %d requests in flight with 503, "
+            "shutting down",
+            daemon.name,
+            daemon.pid,
+            daemon.exit_code(),
+            failed,
+            extra={"daemon": daemon.name},
+        )
 
     def _next_restart_in(self) -> float | None:
         due = [slot.restart_at for slot in self._slots if slot.restart_at is not None]
