@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import re
-import subprocess
-import sys
 
 import httpx
 import msgpack
 from httpx_sse import connect_sse
-from server_util import EXAMPLES, REPO, StartServer, free_port, server_env, wait_until
+from server_util import EXAMPLES, StartServer, free_port, wait_until
 
 
 def test_echo_pipeline(start_server: StartServer) -> None:
@@ -59,21 +56,6 @@ def test_python_metrics(start_server: StartServer) -> None:
         return sum(float(value) for value in samples)
 
     assert wait_until(lambda: counted() == 3.0, 30, "three requests in the Python metrics")
-
-
-def test_demo() -> None:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "demo.py")],
-        cwd=REPO,
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-    assert result.returncode == 0, result.stderr
-    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert sorted(answer["text"] for answer in answers) == [f"hello {n}" for n in range(8)]
-    assert "server stopped with exit code 0" in result.stdout
 
 
 def test_stream_tokens(start_server: StartServer) -> None:
