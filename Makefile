@@ -17,6 +17,7 @@ lint: ## rustfmt, clippy, ruff, mypy
 	$(PY) -m ruff check mosec tests examples benchmarks scripts
 	$(PY) -m ruff format --check mosec tests examples benchmarks scripts
 	$(PY) -m mypy
+	$(PY) -m mypy.stubtest mosec._engine
 
 test-rust: ## Rust unit and integration tests
 	cargo test --workspace
