@@ -11,6 +11,7 @@ from servers.store_objects import build, digest
 pytest.importorskip("pyarrow")
 
 PIPELINE = "store_pipeline.py"
+NS = "mosec_service"
 
 
 def check(server: Server, request: dict[str, Any]) -> dict[str, Any]:
@@ -22,12 +23,19 @@ def check(server: Server, request: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
-def assert_arena_empty(server: Server) -> None:
-    wait_until(lambda: server.metric("mosec_shm_objects") == 0, 10, "the arena to be empty")
+def arena(server: Server) -> tuple[float, float]:
+    """``(used bytes, objects)`` of the arena now."""
+    assert server.metric(f"{NS}_shm_capacity_bytes") > 0  # the metrics are there to read
+    return server.metric(f"{NS}_shm_used_bytes"), server.metric(f"{NS}_shm_objects")
+
+
+def assert_arena_back(server: Server, baseline: tuple[float, float]) -> None:
+    wait_until(lambda: arena(server) == baseline, 10, "the arena back at its baseline")
 
 
 def test_arrays_travel_as_arrow_tensors_read_in_place(start_server: StartServer) -> None:
     server = start_server(PIPELINE, env={"TEST_MIXIN": "arrow"})
+    baseline = arena(server)
     tensors: list[dict[str, Any]] = [
         {"kind": "array", "n": 3 * 1024 * 1024, "seed": 1},
         {"kind": "array", "shape": [300, 200], "dtype": "float16"},
@@ -50,7 +58,7 @@ def test_arrays_travel_as_arrow_tensors_read_in_place(start_server: StartServer)
         assert answer["in_arena"] and all(answer["in_arena"]), request
     # Small outputs travel inline.
     assert check(server, {"kind": "array", "shape": [], "dtype": "float32"})["in_arena"] == []
-    assert_arena_empty(server)
+    assert_arena_back(server, baseline)
 
 
 @pytest.mark.parametrize("mixin", ["arrow", "plasma"])
@@ -58,13 +66,14 @@ def test_tables_and_record_batches_round_trip_in_place(
     start_server: StartServer, mixin: str
 ) -> None:
     server = start_server(PIPELINE, env={"TEST_MIXIN": mixin})
+    baseline = arena(server)
     for kind, type_name in (("table", "Table"), ("batch", "RecordBatch")):
         answer = check(server, {"kind": kind, "n": 50_000, "seed": 5})
         assert answer["type"] == type_name
         assert answer["in_arena"] and all(answer["in_arena"]), answer
     check(server, {"kind": "table", "n": 3})  # a small table still goes through the arena
     assert check(server, {"kind": "array", "n": 100_000})["in_arena"] == [True]
-    assert_arena_empty(server)
+    assert_arena_back(server, baseline)
     if mixin == "plasma":
         lines = [line for line in server.logs().splitlines() if "set_plasma_path" in line]
         assert len(lines) == 1, server.logs()
@@ -73,7 +82,8 @@ def test_tables_and_record_batches_round_trip_in_place(
 
 def test_errors_free_the_arena(start_server: StartServer) -> None:
     server = start_server(PIPELINE, env={"TEST_MIXIN": "arrow"})
+    baseline = arena(server)
     big = {"kind": "table", "n": 50_000}
     assert server.post(json={**big, "second": {"raise": "server"}}).status_code == 500
     assert server.post(json={**big, "first": {"raise": "server"}}).status_code == 500
-    assert_arena_empty(server)
+    assert_arena_back(server, baseline)
