@@ -49,6 +49,10 @@ def _tensor_writable(data: Any) -> bool:
 def _writer(data: Any) -> tuple[int, Callable[[Any], None]] | None:
     """The meta kind and the function that writes ``data`` to a sink, or None."""
     if _tensor_writable(data):
+        if not (data.flags.c_contiguous or data.flags.f_contiguous):
+            # Arrow refuses negative strides; numpy's copy is also faster than Arrow's strided
+            # writer, so any other layout is made C-contiguous first.
+            data = np.ascontiguousarray(data)
         tensor = pa.Tensor.from_numpy(data)
         return TENSOR, lambda sink: pa.ipc.write_tensor(tensor, sink)
     if isinstance(data, pa.Table):
