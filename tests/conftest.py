@@ -23,3 +23,13 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
             return stack.enter_context(run_server(script, *args, log_dir=tmp_path, **kwargs))
 
         yield start
+
+
+@pytest.fixture(scope="session")
+def redis_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A redis-server for the session, as the environment of the conformance suite's server."""
+    from ipc_targets import REDIS_URL_ENV
+    from redis_util import run_redis
+
+    with run_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield {REDIS_URL_ENV: server.url}

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 import zlib
 from collections.abc import Callable
@@ -103,6 +104,15 @@ def _numbin_carries(case: Case) -> bool:
     return case.kind == "array" and case.native and case.max_dim <= 0xFFFF
 
 
+#: Environment variable with the Redis URL of the ``redis`` target (from ``redis_env``).
+REDIS_URL_ENV = "IPC_REDIS_URL"
+
+
+def _use_redis_url(mixin: type) -> None:
+    """Point the Redis mixin at the test's redis-server, in the server and its workers."""
+    mixin.set_redis_url(os.environ[REDIS_URL_ENV])  # type: ignore[attr-defined]
+
+
 TARGETS: list[Target] = [
     Target(name="pickle", mixin=None, big=True),
     Target(name="numbin", mixin="mosec.mixin:NumBinIPCMixin", supports=_numbin_carries),
@@ -111,6 +121,20 @@ TARGETS: list[Target] = [
         mixin="mosec.mixin:ShmIPCMixin",
         server_args=("--shm-size", "320M"),
         big=True,
+        counts_reference_bytes=True,
+    ),
+    # Redis references carry keys, not sizes: the engine cannot count their bytes.
+    Target(
+        name="redis",
+        mixin="mosec.mixin:RedisShmIPCMixin",
+        fixtures=("redis_env",),
+        setup=_use_redis_url,
+    ),
+    # Arrow tensors are at least as large as the arrays they hold, so the arena count holds.
+    Target(
+        name="arrow",
+        mixin="mosec.mixin:ArrowShmIPCMixin",
+        server_args=("--shm-size", "64M"),
         counts_reference_bytes=True,
     ),
 ]
@@ -324,7 +348,39 @@ def _register_cases() -> None:
     )
 
 
+def _arrow_table(name: str, rows: int, chunks: int) -> Any:
+    """A table of ``rows`` rows in ``chunks`` record batches: ints, floats, strings, nulls."""
+    import pyarrow as pa
+
+    rng = _rng(name)
+    ids = np.arange(rows, dtype=np.int64)
+    columns = {
+        "id": pa.array(ids),
+        "score": pa.array(rng.random(rows)),
+        "label": pa.array([f"item-{i % 97}" if i % 11 else None for i in range(rows)]),
+    }
+    table = pa.table(columns)
+    bounds = np.linspace(0, rows, chunks + 1, dtype=np.int64)
+    return pa.concat_tables(
+        [table.slice(start, stop - start) for start, stop in zip(bounds, bounds[1:])]
+    )
+
+
+def _register_arrow_cases() -> None:
+    """Arrow tables and record batches (only where pyarrow is installed)."""
+    if importlib.util.find_spec("pyarrow") is None:
+        return
+    add_case("arrow-table", "table", lambda: _arrow_table("arrow-table", 100_000, 3))
+    add_case("arrow-table-small", "table", lambda: _arrow_table("arrow-small", 3, 1))
+    add_case(
+        "arrow-record-batch",
+        "table",
+        lambda: _arrow_table("arrow-batch", 50_000, 1).to_batches()[0],
+    )
+
+
 _register_cases()
+_register_arrow_cases()
 
 
 # ---- digests -------------------------------------------------------------------------------
@@ -338,8 +394,9 @@ def describe(obj: Any) -> Any:
     """A JSON-able digest of ``obj`` that two objects share only when they are bit-identical.
 
     Arrays: exact type, dtype (byte order included), shape and the SHA-256 of their bytes in C
-    order; bytes: length and SHA-256; containers: their type and their items' digests in order;
-    other scalars: type and ``repr``. Layout (strides, Fortran order) is not part of it: a
+    order; bytes: length and SHA-256; Arrow tables and record batches: their schema, row count and
+    each column's values; containers: their type and their items' digests in order; other
+    scalars: type and ``repr``. Layout (strides, Fortran order) is not part of it: a
     mixin may hand over a C-order copy.
     """
     if isinstance(obj, np.ndarray):
@@ -353,6 +410,13 @@ def describe(obj: Any) -> Any:
         }
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return {"type": type(obj).__name__, "len": len(obj), "sha256": _sha256(obj)}
+    if hasattr(obj, "schema") and hasattr(obj, "columns"):  # a pyarrow Table or RecordBatch
+        return {
+            "type": type(obj).__name__,
+            "schema": str(obj.schema),
+            "rows": obj.num_rows,
+            "columns": [_sha256(repr(column.to_pylist()).encode()) for column in obj.columns],
+        }
     if isinstance(obj, dict):
         return {"type": "dict", "items": [[repr(k), describe(v)] for k, v in obj.items()]}
     if isinstance(obj, (list, tuple)):
