@@ -15,7 +15,7 @@ from server_util import Server, StartServer, wait_until
 from servers.store_objects import build, digest
 
 from mosec.errors import StoreFullError, StoreReferenceError
-from mosec.mixin import RedisShmIPCMixin
+from mosec.mixin import RedisShmIPCMixin, redis_worker
 from mosec.mixin.redis_store import DEFAULT_TTL_MS, KEY_PREFIX, RedisStore, connect
 from mosec.mixin.redis_worker import REDIS_URL_ENV
 from mosec.mixin.store_codec import decode, encode
@@ -83,14 +83,15 @@ def test_errors_in_either_stage_leave_no_keys(
     assert redis_server.our_keys() == []
 
 
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
 def test_engine_deletes_keys_of_a_task_that_timed_out_between_stages(
-    start_server: StartServer, redis_server: RedisServer, tmp_path: Path
+    start_server: StartServer, redis_server: RedisServer, tmp_path: Path, transport: str
 ) -> None:
     # The second stage is held busy by request A (past the server's timeout: its own forward
     # timeout is longer), so request B times out with its keys stored and never consumed.
-    server = start_pipeline(
-        start_server, redis_server.url, "--timeout", "1500", TEST_SECOND_TIMEOUT_S="30"
-    )
+    # The engine reaches Redis by the same URL as the workers, socket or TCP.
+    url = redis_server.url if transport == "tcp" else redis_server.unix_url
+    server = start_pipeline(start_server, url, "--timeout", "1500", TEST_SECOND_TIMEOUT_S="30")
     mark, hold = tmp_path / "a-started", tmp_path / "a-release"
     held = {"kind": "dict", "n": 100_000, "second": {"mark": str(mark), "hold": str(hold)}}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -158,3 +159,11 @@ def test_set_redis_url_reaches_the_class_and_spawned_workers(
     assert RedisShmIPCMixin._redis_url is None
     assert os.environ[REDIS_URL_ENV] == "redis://127.0.0.1:1/0"
     assert Stage._mosec_store == "redis"
+
+    class Unset(RedisShmIPCMixin):
+        pass
+
+    monkeypatch.delenv(REDIS_URL_ENV)
+    monkeypatch.setattr(redis_worker, "_store", None)
+    with pytest.raises(RuntimeError, match="set_redis_url"):
+        Unset().serialize_ipc(b"data")
