@@ -156,6 +156,17 @@ def test_an_object_larger_than_the_arena_fails_at_once(server: Server) -> None:
             r"inference internal error: store reference names store 9, which this server does "
             r"not run",
         ),
+        pytest.param(
+            "store-empty",
+            r"inference internal error: store reference names store 9, which this server does "
+            r"not run",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="a reference with no objects is not checked for its store kind; the "
+                "consumer's decode then fails with a bare 500 (see the report)",
+            ),
+            id="store-empty",
+        ),
         (
             "unsealed",
             r"invalid store reference: object at offset \d+ is leased for writing \(unsealed\), "

@@ -84,7 +84,8 @@ def forged(kind: str, data: dict) -> StoreReference:
 
     Kinds: ``generation`` (a freed object's reference with a later generation), ``arena`` (another
     arena's id), ``offset`` (outside the arena), ``unsealed`` (a live object never sealed),
-    ``garbage`` (a head cut short), ``store`` (a store kind the server does not run),
+    ``garbage`` (a head cut short), ``store`` (a store kind the server does not run; ``store-empty``
+    the same naming no object),
     ``partial`` (one valid object, then a forged one), ``replay`` (the payload saved by an
     earlier request's ``keep``).
     """
