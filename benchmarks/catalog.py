@@ -65,6 +65,8 @@ class Ipc:
         runtimes: runtimes that have (or will have) this mixin.
         daemon: a service the harness must start for it (``redis``), or ``None``.
         server_args: extra command-line flags for the server (a store size, say).
+        inplace: the producer asks the mixin for its output array (``shm_empty``) and fills it,
+            instead of making a numpy array that the mixin then copies (zero-copy hand-off).
     """
 
     name: str
@@ -73,6 +75,7 @@ class Ipc:
     runtimes: Tuple[str, ...]
     daemon: Optional[str] = None
     server_args: Tuple[str, ...] = ()
+    inplace: bool = False
 
 
 _ANY = frozenset({"json", "tensor"})
@@ -81,8 +84,9 @@ IPCS: Tuple[Ipc, ...] = (
     Ipc("pickle", None, _ANY, ("ours", "upstream")),
     Ipc("numbin", "NumBinIPCMixin", frozenset({"tensor"}), ("ours", "upstream")),
     Ipc("shm", "ShmIPCMixin", _ANY, ("ours",)),
+    Ipc("shm-inplace", "ShmIPCMixin", frozenset({"tensor"}), ("ours",), inplace=True),
     Ipc("redis", "RedisShmIPCMixin", _ANY, ("ours", "upstream"), daemon="redis"),
-    Ipc("arrow", "ArrowIPCMixin", _ANY, ("ours",)),
+    Ipc("arrow", "ArrowShmIPCMixin", _ANY, ("ours",)),
 )
 
 

@@ -23,7 +23,7 @@ from benchmarks.runtimes import HERE, RUNTIMES
 from benchmarks.selection import select
 
 RUN_ID = "BENCH_RUN_ID"  # environment variable that marks every process of one run
-QUICK = Settings(duration_s=2, warmup_s=1, repeats=1)
+QUICK = Settings(duration_s=2, warmup_s=1, repeats=1, warmup_each=False)
 FULL = Settings(duration_s=10, warmup_s=2, repeats=3)
 
 
@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quick",
         action="store_true",
-        help="short pass over everything: 1 repeat of 2 s after 1 s warm-up",
+        help="short pass over everything: 1 run of 2 s each, one shared 1 s warm-up",
     )
     run.add_argument("--duration", type=int, help="seconds per measured run (default 10)")
     run.add_argument("--warmup", type=int, help="seconds of warm-up before each run (default 2)")
@@ -87,6 +87,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         warmup_s=args.warmup if args.warmup is not None else base.warmup_s,
         repeats=args.repeats if args.repeats is not None else base.repeats,
         concurrency=args.concurrency,
+        warmup_each=base.warmup_each,
     )
 
 

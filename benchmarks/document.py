@@ -25,9 +25,12 @@ def summaries(result: Result) -> List[Dict[str, Any]]:
 
 def load_note(settings: Settings, scenario: Scenario) -> str:
     """How a scenario was loaded: ``16 connections, 3 × 10 s after 2 s warm-up``."""
+    warmup = f"{settings.warmup_s} s warm-up"
+    if not settings.warmup_each:
+        warmup = f"one {warmup} of all targets at once"
     return (
         f"{settings.connections(scenario)} connections, {settings.repeats} × "
-        f"{settings.duration(scenario)} s after {settings.warmup_s} s warm-up"
+        f"{settings.duration(scenario)} s after {warmup}"
     )
 
 

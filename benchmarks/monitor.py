@@ -114,20 +114,20 @@ def wait_idle(
     interval_s: float = 0.2,
     busy_fraction: float = 0.1,
 ) -> float:
-    """Wait until the trees are back to idle: two intervals in a row under ``idle_rate`` (their
-    own CPU use when idle, some servers poll) plus ``busy_fraction`` of a core.
+    """Wait until the trees are back to idle: an interval under ``idle_rate`` (their own CPU use
+    when idle, some servers poll) plus ``busy_fraction`` of a core.
 
     The load generator abandons its in-flight requests when a run ends, but the server still
     computes them; measuring before they are done would charge them to the next run (and for slow
     scenarios leave it no time at all). Returns the seconds waited, at most ``timeout_s``.
     """
     start = time.monotonic()
-    quiet = 0
     last = tree_cpu_s(trees)
     limit = (idle_rate + busy_fraction) * interval_s
-    while quiet < 2 and time.monotonic() - start < timeout_s:
+    while time.monotonic() - start < timeout_s:
         time.sleep(interval_s)
         now = tree_cpu_s(trees)
-        quiet = quiet + 1 if now - last < limit else 0
+        if now - last < limit:
+            break
         last = now
     return time.monotonic() - start

@@ -32,6 +32,8 @@ class Settings:
     Attributes:
         duration_s: seconds of each measured run (whole seconds: wrk's unit).
         warmup_s: seconds of load before each measured run, not recorded.
+        warmup_each: warm up before every measured run; otherwise (``--quick``) all servers of a
+            scenario are warmed up once, side by side, right after they started.
         repeats: measured runs per target and scenario.
         concurrency: connections, overriding each scenario's default when set.
         start_timeout_s: how long a server may take to become ready.
@@ -39,6 +41,7 @@ class Settings:
 
     duration_s: int = 10
     warmup_s: int = 2
+    warmup_each: bool = True
     repeats: int = 3
     concurrency: Optional[int] = None
     start_timeout_s: float = 120.0
@@ -90,6 +93,8 @@ def _run_scenario(
     created = [TargetServer(target, scenario, outdir / "logs") for target in targets]
     try:
         servers = _start_all(created, settings, progress, outcome)
+        if not settings.warmup_each:
+            _warm_up_all(servers, scenario, settings, outdir, progress)
         for repeat in range(settings.repeats):
             shift = repeat % max(len(servers), 1)
             for position, server in enumerate(servers[shift:] + servers[:shift]):
@@ -104,6 +109,30 @@ def _run_scenario(
         progress.show(f"{scenario.name}: stopping {len(created)} server(s)")
         with ThreadPoolExecutor(max_workers=max(len(created), 1)) as pool:
             list(pool.map(TargetServer.stop, created))
+
+
+def _warm_up_all(
+    servers: List[TargetServer],
+    scenario: Scenario,
+    settings: Settings,
+    outdir: Path,
+    progress: Progress,
+) -> None:
+    """Load every server of the scenario at once for ``warmup_s``, then wait until all are idle."""
+    if settings.warmup_s <= 0 or not servers:
+        return
+    progress.show(f"{scenario.name}: warming up {len(servers)} server(s)")
+
+    def warm(server: TargetServer) -> None:
+        wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name)
+        try:
+            wrk.run(settings.connections(scenario), settings.warmup_s, scenario.timeout_s)
+        except LoadGenError:
+            pass  # the measured run that follows reports the problem
+        wait_idle(server.trees, scenario.timeout_s, server.idle_cpu)
+
+    with ThreadPoolExecutor(max_workers=len(servers)) as pool:
+        list(pool.map(warm, servers))
 
 
 def _start_all(
@@ -150,7 +179,7 @@ def _measure(
     duration_s = settings.duration(scenario)
     wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name)
     try:
-        if settings.warmup_s > 0:
+        if settings.warmup_each and settings.warmup_s > 0:
             wrk.run(connections, settings.warmup_s, scenario.timeout_s)
         settle_s = wait_idle(server.trees, scenario.timeout_s, server.idle_cpu)
         started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

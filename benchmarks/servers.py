@@ -67,6 +67,7 @@ class TargetServer:
         env["BENCH_SPEC"] = json.dumps(self.scenario.spec)
         ipc = self.target.ipc
         env["BENCH_IPC_MIXIN"] = (ipc.mixin or "") if ipc is not None else ""
+        env["BENCH_INPLACE"] = "1" if ipc is not None and ipc.inplace else ""
         stem = f"{self.scenario.name}.{self.target.name}"
         try:
             if ipc is not None and ipc.daemon == "redis":

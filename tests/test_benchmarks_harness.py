@@ -244,12 +244,15 @@ def test_options():
     args = cli.parser().parse_args(
         ["run", "--quick", "--scenario", "echo,pipeline", "--scenario", "batch", "--repeats", "2"]
     )
-    assert cli.settings_from(args) == Settings(duration_s=2, warmup_s=1, repeats=2)
+    assert cli.settings_from(args) == Settings(
+        duration_s=2, warmup_s=1, repeats=2, warmup_each=False
+    )
     scenarios, targets, explicit = cli.choose(args)
     assert [s.name for s in scenarios] == ["echo", "pipeline", "batch"]
     assert "stub" not in [t.name for t in targets] and not explicit
     full = cli.settings_from(cli.parser().parse_args(["run", "--concurrency", "3"]))
     assert (full.duration_s, full.repeats, full.connections(by_name("echo"))) == (10, 3, 3)
+    assert full.warmup_each
     assert full.duration(by_name("tensor-192m")) == 10
     assert cli.settings_from(args).duration(by_name("tensor-192m")) == 5
     with pytest.raises(SystemExit, match="unknown target"):

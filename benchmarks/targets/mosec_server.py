@@ -9,6 +9,8 @@ script runs unchanged on either. It is configured by environment variables, beca
 - ``BENCH_IPC_MIXIN``: name of a class in ``mosec.mixin`` to mix into every worker that sends or
   receives data between stages; empty for the default (pickle).
 - ``BENCH_REDIS_URL``: the Redis URL handed to the mixin's ``set_redis_url`` when it has one.
+- ``BENCH_INPLACE``: ``1`` to have the tensor producer fill an array from the mixin's
+  ``shm_empty`` (our shared-memory mixins: a hand-off without any copy) instead of a new one.
 
 Mosec's own flags (``--address``, ``--port``, ``--timeout`` ...) come on the command line.
 """
@@ -38,6 +40,7 @@ def _ipc_bases():
 
 
 IPC = _ipc_bases()
+INPLACE = os.environ.get("BENCH_INPLACE", "") == "1"
 
 
 class Echo(Worker):
@@ -75,7 +78,12 @@ class Producer(*IPC):
 
     def forward(self, data):
         rows = SPEC["tensor_bytes"] // (4 * ROW)
-        return np.full((rows, ROW), float(data.get("value", 1.0)), dtype=np.float32)
+        value = float(data.get("value", 1.0))
+        if INPLACE:
+            out = self.shm_empty((rows, ROW), np.float32)
+            out.fill(value)
+            return out
+        return np.full((rows, ROW), value, dtype=np.float32)
 
 
 class Consumer(*IPC):
