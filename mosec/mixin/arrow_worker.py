@@ -36,8 +36,9 @@ class ArrowShmIPCMixin(ShmIPCMixin):
     numpy arrays; ``pyarrow.Table`` and ``pyarrow.RecordBatch`` travel as IPC streams and come
     back as themselves. Both are read in place, with no copy. An array made by
     :meth:`shm_empty` and returned whole keeps its zero-copy hand-over (in the arena's plain
-    array format). Everything else (dicts, lists, other dtypes) and outputs under 64 KiB are
-    encoded as :class:`~mosec.mixin.ShmIPCMixin` does.
+    array format). Tables and batches of any size go through the arena; everything else
+    (arrays under 64 KiB, dicts, lists, other dtypes) is encoded as
+    :class:`~mosec.mixin.ShmIPCMixin` does.
 
     Like all arena data, what the next stage receives is valid until its ``forward`` and
     ``serialize`` return.
