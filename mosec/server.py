@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any, Union
 
 from mosec import _engine, dry_run, log, openapi, stores
@@ -30,6 +31,8 @@ logger = log.get_logger("server")
 DEFAULT_ROUTE = "/inference"
 # sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
+#: Seconds a registered daemon gets to stop after SIGTERM before SIGKILL.
+DAEMON_STOP_GRACE_S = 5.0
 
 
 class Server:
@@ -136,20 +139,29 @@ class Server:
         """
         args, _ = parse_arguments()
         log.configure(args.log_level, json_lines=args.log_level != "debug")
+        try:
+            code = self._run(args)
+        finally:
+            # Registered daemons stop with the server on every path, also when it never served
+            # (a dry run, a taken port); stopping an already stopped daemon does nothing.
+            deadline = time.monotonic() + DAEMON_STOP_GRACE_S
+            for daemon in self._daemons:
+                daemon.stop(deadline)
+        if code:
+            sys.exit(code)
+
+    def _run(self, args: Any) -> int:
         if not self._routes:
             logger.error("no worker: call append_worker or register_runtime before run")
-            sys.exit(2)
+            return 2
         if args.dry_run:
-            code = dry_run.run(self._routes, args)
-            if code:
-                sys.exit(code)
-            return
+            return dry_run.run(self._routes, args)
         # Signals are handled from here on, so a Ctrl-C during start-up still cleans up.
         try:
             socket_dir, owned = _socket_dir(args.path)
         except OSError as err:
             logger.error("cannot create the socket directory %r: %s", args.path, err)
-            sys.exit(2)
+            return 2
         supervisor = Supervisor(self._daemons)
         supervisor.install_signal_handlers()
         code = 1
@@ -161,8 +173,7 @@ class Server:
                 shutil.rmtree(socket_dir, ignore_errors=True)
             else:
                 _remove(os.path.join(socket_dir, "engine.sock"))
-        if code:
-            sys.exit(code)
+        return code
 
     def _serve(self, args: Any, supervisor: Supervisor, socket_path: str) -> int:
         if len(socket_path.encode()) > _MAX_SOCKET_PATH:
