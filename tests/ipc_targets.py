@@ -218,7 +218,7 @@ def _arrays(obj: Any) -> list[np.ndarray]:
 def _out_of_line(obj: Any, top: bool = True) -> int:
     """Bytes the arena codec puts in the store for ``obj``.
 
-    A top-level plain array of 64 KiB or more is copied into one object, whatever its layout;
+    A top-level plain array (or bytes object) of 64 KiB or more is copied into one object;
     inside a container, pickle protocol 5 sends a contiguous (C or Fortran) array's buffer out
     of band when it is that large, and pickles a non-contiguous one in band.
     """
@@ -227,6 +227,9 @@ def _out_of_line(obj: Any, top: bool = True) -> int:
             return obj.nbytes if obj.nbytes >= INLINE_BELOW else 0
         contiguous = obj.flags.c_contiguous or obj.flags.f_contiguous
         return obj.nbytes if contiguous and obj.nbytes >= INLINE_BELOW else 0
+    if isinstance(obj, bytes):
+        # A top-level bytes object of that size is one raw object; inside a pickle, in band.
+        return len(obj) if top and len(obj) >= INLINE_BELOW else 0
     if isinstance(obj, dict):
         return sum(_out_of_line(value, False) for value in obj.values())
     if isinstance(obj, (list, tuple)):

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from mosec.mixin.shm_worker import ArenaStore
-from mosec.mixin.store_codec import _HEAD, INLINE_BELOW, _reference
+from mosec.mixin.store_codec import HEAD, INLINE_BELOW, reference
 
 TENSOR = ord("t")
 TABLE = ord("s")
@@ -89,23 +89,23 @@ def encode(data: Any, store: ArenaStore) -> bytes | None:
     mock = pa.MockOutputStream()
     write(mock)
     size = mock.size()
-    reference, offset = store.arena.alloc(size)
+    object_id, offset = store.arena.alloc(size)
     try:
         target = pa.py_buffer(store.arena.view[offset : offset + size])
         write(pa.FixedSizeBufferWriter(target))
-        store.seal(reference)
+        store.seal(object_id)
     except BaseException:
-        store.discard([reference])
+        store.discard([object_id])
         raise
-    return _reference(store, [reference], bytes([kind]))
+    return reference(store, [object_id], bytes([kind]))
 
 
 def decode(payload: bytes, store: ArenaStore) -> Any:
     """Read an Arrow reference zero-copy; :data:`NOT_ARROW` for any other payload."""
-    if len(payload) < _HEAD.size or payload[0] != store.kind:
+    if len(payload) < HEAD.size or payload[0] != store.kind:
         return NOT_ARROW
-    _, count = _HEAD.unpack_from(payload)
-    view = memoryview(payload)[_HEAD.size :]
+    _, count = HEAD.unpack_from(payload)
+    view = memoryview(payload)[HEAD.size :]
     ids, used = store.unpack_ids(view, count)
     meta = view[used:]
     if count != 1 or len(meta) != 1 or meta[0] not in (TENSOR, TABLE, BATCH):

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mosec.mixin.redis_store import DEFAULT_TTL_MS, RedisStore, connect
-from mosec.mixin.store_codec import INLINE_BELOW, _is_plain_array, decode, encode
+from mosec.mixin.store_codec import INLINE_BELOW, decode, encode, is_plain_array
 
 #: Variable carrying the URL to worker processes. ``set_redis_url`` runs in the server process,
 #: usually under ``if __name__ == "__main__"``, which spawned workers never execute, so the
@@ -80,7 +80,7 @@ class RedisShmIPCMixin:
     def serialize_ipc(self, data: Any) -> bytes:
         """Put an output in Redis (or inline when small); returns the payload."""
         store = self._mosec_redis()
-        if _is_plain_array(data) and data.nbytes >= INLINE_BELOW:
+        if is_plain_array(data) and data.nbytes >= INLINE_BELOW:
             # Sent straight from the array (C order), not copied into a staging array first.
             (key,) = store.put_many([np.ascontiguousarray(data)])
             return encode(data, store, sealed_id=key)

@@ -8,8 +8,10 @@ A stage output either travels inline or by reference:
 
       reference := store:u8 | count:u16 | object id * count | meta
       meta      := b"a" | dtype_len:u8 | dtype | ndim:u8 | shape:i64 * ndim    one numpy array
+                 | b"r"                                                      one bytes object (raw)
                  | b"p" | pickle (protocol 5, large buffers out of band)      anything else
 
+  The meta kinds ``t``, ``s`` and ``b`` belong to the Arrow codec (:mod:`mosec.mixin.arrow_codec`).
   The engine reads the object ids (their layout depends on the store, see
   ``engine/src/refs.rs``) to release the objects when the task no longer needs them.
 
@@ -32,8 +34,9 @@ from mosec.protocol import StoreReference
 #: Buffers smaller than this travel inside the pickle; an output with none larger is inline.
 INLINE_BELOW = 64 * 1024
 
-_HEAD = struct.Struct("<BH")
+HEAD = struct.Struct("<BH")
 _ARRAY = ord("a")
+_BYTES = ord("r")
 _PICKLE = ord("p")
 
 
@@ -76,13 +79,13 @@ def _array_meta(array: np.ndarray) -> bytes:
     )
 
 
-def _is_plain_array(data: Any) -> bool:
+def is_plain_array(data: Any) -> bool:
     """A numpy array whose bytes and dtype string say everything (no objects, no fields)."""
     return type(data) is np.ndarray and not data.dtype.hasobject and data.dtype.names is None
 
 
-def _reference(store: Store, ids: Sequence[bytes], meta: bytes) -> StoreReference:
-    return StoreReference(_HEAD.pack(store.kind, len(ids)) + store.pack_ids(ids) + meta)
+def reference(store: Store, ids: Sequence[bytes], meta: bytes) -> StoreReference:
+    return StoreReference(HEAD.pack(store.kind, len(ids)) + store.pack_ids(ids) + meta)
 
 
 def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
@@ -98,8 +101,8 @@ def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
         An inline pickle, or a :class:`StoreReference`.
     """
     if sealed_id is not None:
-        return _reference(store, [sealed_id], _array_meta(data))
-    if _is_plain_array(data) and data.nbytes >= INLINE_BELOW:
+        return reference(store, [sealed_id], _array_meta(data))
+    if is_plain_array(data) and data.nbytes >= INLINE_BELOW:
         object_id, target = store.new_array(data.shape, data.dtype)
         try:
             np.copyto(target, data, casting="no")
@@ -107,7 +110,10 @@ def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
         except BaseException:
             store.discard([object_id])
             raise
-        return _reference(store, [object_id], _array_meta(data))
+        return reference(store, [object_id], _array_meta(data))
+    if type(data) is bytes and len(data) >= INLINE_BELOW:
+        # pickle keeps bytes in band; one raw object avoids carrying them through the engine.
+        return reference(store, store.put_many([memoryview(data)]), bytes([_BYTES]))
     large: list[memoryview] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
@@ -122,7 +128,7 @@ def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
     if not large:
         return pickled
     ids = store.put_many(large)
-    return _reference(store, ids, bytes([_PICKLE]) + pickled)
+    return reference(store, ids, bytes([_PICKLE]) + pickled)
 
 
 def decode(payload: bytes, store: Store) -> Any:
@@ -133,10 +139,10 @@ def decode(payload: bytes, store: Store) -> Any:
     """
     if not payload or payload[0] == 0x80:
         return pickle.loads(payload)
-    kind, count = _HEAD.unpack_from(payload)
+    kind, count = HEAD.unpack_from(payload)
     if kind != store.kind:
         raise ValueError(f"reference to store {kind}, but this stage reads store {store.kind}")
-    view = memoryview(payload)[_HEAD.size :]
+    view = memoryview(payload)[HEAD.size :]
     ids, used = store.unpack_ids(view, count)
     meta = view[used:]
     buffers = store.fetch(ids)
@@ -146,6 +152,8 @@ def decode(payload: bytes, store: Store) -> Any:
         ndim = meta[2 + dtype_len]
         shape = struct.unpack_from(f"<{ndim}q", meta, 3 + dtype_len)
         return np.ndarray(shape, dtype=dtype, buffer=buffers[0])
+    if meta[0] == _BYTES:
+        return bytes(buffers[0])
     if meta[0] == _PICKLE:
         return pickle.loads(meta[1:], buffers=buffers)
     raise ValueError(f"unknown reference meta kind {meta[0]}")
