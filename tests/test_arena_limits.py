@@ -156,16 +156,10 @@ def test_an_object_larger_than_the_arena_fails_at_once(server: Server) -> None:
             r"inference internal error: store reference names store 9, which this server does "
             r"not run",
         ),
-        pytest.param(
+        (
             "store-empty",
             r"inference internal error: store reference names store 9, which this server does "
             r"not run",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a reference with no objects is not checked for its store kind; the "
-                "consumer's decode then fails with a bare 500 (see the report)",
-            ),
-            id="store-empty",
         ),
         (
             "unsealed",
@@ -207,10 +201,6 @@ def test_a_reference_kept_from_a_finished_request_is_stale(server: Server, tmp_p
     assert reuser.result().json()["sha256"] == digest(100_000, 5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine adopts an object a worker hands over twice (see the report: double hand-over)",
-)
 def test_a_reference_handed_over_twice_is_refused(server: Server, tmp_path: Path) -> None:
     """A worker replays the reference of a request that is still in flight: the engine must not
     let two tasks own (and the second read) the first task's object."""
@@ -237,10 +227,6 @@ def test_a_reference_handed_over_twice_is_refused(server: Server, tmp_path: Path
     assert "reference" in response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine leaks the valid objects of a refused reference payload (see the report)",
-)
 def test_a_refused_payload_leaves_nothing_behind(start_server: StartServer) -> None:
     """One valid object then a forged one: the request fails, and the valid one is freed."""
     own = start_server("ipc_arena.py", "--shm-size", "8M", "--workers", "1")

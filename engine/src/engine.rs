@@ -103,7 +103,7 @@ impl Engine {
     /// Creates the arena (sweeping files of crashed servers first) and starts the Redis key
     /// releaser, for the stores the config names.
     fn open_stores(&self, runtime: &Runtime) -> Result<Stores, EngineError> {
-        let mut stores = Stores::default();
+        let (mut arena, mut redis) = (None, None);
         if self.config.use_arena {
             let dir = &self.config.shm_dir;
             match Arena::sweep_stale(dir) {
@@ -113,16 +113,16 @@ impl Engine {
                 Ok(_) => {}
                 Err(err) => warn!(error = %err, "sweeping stale arenas failed"),
             }
-            let arena = Arena::create(dir, self.config.shm_size).map_err(EngineError::Arena)?;
-            info!(path = %arena.path().display(), capacity = arena.capacity(), "arena created");
-            stores.arena = Some(Arc::new(arena));
+            let created = Arena::create(dir, self.config.shm_size).map_err(EngineError::Arena)?;
+            info!(path = %created.path().display(), capacity = created.capacity(), "arena created");
+            arena = Some(Arc::new(created));
         }
         if !self.config.redis_url.is_empty() {
             let (keys, released) = tokio::sync::mpsc::unbounded_channel();
             runtime.spawn(release_redis_keys(self.config.redis_url.clone(), released));
-            stores.redis = Some(keys);
+            redis = Some(keys);
         }
-        Ok(stores)
+        Ok(Stores::new(arena, redis))
     }
 
     /// Path of the arena file, when the config asked for one.

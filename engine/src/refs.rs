@@ -17,7 +17,8 @@
 //! their consumer ran. An arena object is *adopted* when its producer hands it over, so the
 //! producer's death no longer reclaims it.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
 use shm::{Arena, Reference, ShmError};
@@ -60,6 +61,9 @@ pub enum RefError {
     /// The arena refused the reference (stale, forged, foreign).
     #[error("invalid arena reference: {0}")]
     Arena(#[from] ShmError),
+    /// The object already belongs to a task: a worker handed the same reference over twice.
+    #[error("invalid arena reference: object at offset {0} already belongs to another request")]
+    AlreadyHandedOver(u64),
 }
 
 /// Reads the object list at the head of a reference payload.
@@ -72,6 +76,9 @@ pub fn parse(payload: &Bytes) -> Result<Vec<StoreObject>, RefError> {
         return Err(RefError::Malformed("shorter than its head"));
     }
     let store = head.get_u8();
+    if store != STORE_ARENA && store != STORE_REDIS {
+        return Err(RefError::NoSuchStore(store));
+    }
     let count = head.get_u16_le();
     let mut objects = Vec::with_capacity(count.into());
     for _ in 0..count {
@@ -107,35 +114,85 @@ pub struct Stores {
     pub arena: Option<Arc<Arena>>,
     /// Keys to delete, consumed by the Redis releaser task.
     pub redis: Option<mpsc::UnboundedSender<Bytes>>,
+    /// Arena objects owned by tasks now, so a reference handed over twice (a worker replaying
+    /// another request's reference) is refused instead of shared by two tasks.
+    adopted: Mutex<HashSet<Reference>>,
 }
 
 impl Stores {
-    /// Takes ownership of objects a worker handed over.
-    ///
-    /// # Errors
-    /// [`RefError`] when an object names a store we do not run or the arena refuses it.
-    pub fn adopt(&self, objects: &[StoreObject]) -> Result<(), RefError> {
-        for object in objects {
-            match object {
-                StoreObject::Arena(reference) => {
-                    let arena = self.arena.as_ref().ok_or(RefError::NoSuchStore(STORE_ARENA))?;
-                    arena.adopt(reference)?;
-                }
-                StoreObject::Redis(_) if self.redis.is_none() => {
-                    return Err(RefError::NoSuchStore(STORE_REDIS))
-                }
-                StoreObject::Redis(_) => {}
-            }
-        }
-        Ok(())
+    /// Stores with an arena and/or a Redis key releaser.
+    pub fn new(arena: Option<Arc<Arena>>, redis: Option<mpsc::UnboundedSender<Bytes>>) -> Self {
+        Self { arena, redis, adopted: Mutex::default() }
     }
 
-    /// Releases objects a task no longer needs.
+    fn adopted(&self) -> MutexGuard<'_, HashSet<Reference>> {
+        // Every update is one insert or remove: a poisoned set is still consistent.
+        self.adopted.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Takes ownership of the objects a worker handed over, all or none.
+    ///
+    /// When any object is refused, the payload's other objects are released too (the ones
+    /// adopted here and the worker's own valid ones), so a refused payload leaves nothing
+    /// behind; objects owned by other tasks are never touched.
+    ///
+    /// # Errors
+    /// [`RefError`] when an object names a store we do not run, the arena refuses it, or it
+    /// already belongs to a task.
+    pub fn adopt(&self, objects: &[StoreObject]) -> Result<(), RefError> {
+        let mut taken = Vec::new();
+        let mut refused = None;
+        for object in objects {
+            if let Err(err) = self.adopt_one(object) {
+                refused = Some(err);
+                break;
+            }
+            taken.push(object.clone());
+        }
+        let Some(err) = refused else {
+            return Ok(());
+        };
+        self.release(taken, false);
+        if let Some(arena) = &self.arena {
+            let adopted = self.adopted();
+            for object in objects {
+                if let StoreObject::Arena(reference) = object {
+                    if !adopted.contains(reference) {
+                        // The worker's own valid objects; a forged one fails validation here.
+                        let _ = arena.free(reference);
+                    }
+                }
+            }
+        }
+        Err(err)
+    }
+
+    fn adopt_one(&self, object: &StoreObject) -> Result<(), RefError> {
+        match object {
+            StoreObject::Arena(reference) => {
+                let arena = self.arena.as_ref().ok_or(RefError::NoSuchStore(STORE_ARENA))?;
+                let mut adopted = self.adopted();
+                if adopted.contains(reference) {
+                    return Err(RefError::AlreadyHandedOver(reference.offset));
+                }
+                arena.adopt(reference)?;
+                adopted.insert(*reference);
+                Ok(())
+            }
+            StoreObject::Redis(_) if self.redis.is_none() => {
+                Err(RefError::NoSuchStore(STORE_REDIS))
+            }
+            StoreObject::Redis(_) => Ok(()),
+        }
+    }
+
+    /// Releases objects a task no longer needs; `consumed` when a stage has read them.
     pub fn release(&self, objects: Vec<StoreObject>, consumed: bool) {
         for object in objects {
             match object {
                 StoreObject::Arena(reference) => {
                     if let Some(arena) = &self.arena {
+                        self.adopted().remove(&reference);
                         // Stale means someone already freed it (a reclaimed producer): fine.
                         if let Err(err) = arena.free(&reference) {
                             debug!(error = %err, "arena object already released");
@@ -216,6 +273,11 @@ mod tests {
             parse(&Bytes::from_static(b"\x09\x01\x00")),
             Err(RefError::NoSuchStore(9))
         ));
+        // No objects does not excuse an unknown store.
+        assert!(matches!(
+            parse(&Bytes::from_static(b"\x09\x00\x00")),
+            Err(RefError::NoSuchStore(9))
+        ));
         assert!(matches!(
             parse(&Bytes::from_static(b"\x02\x01\x00\x09\x00ab")),
             Err(RefError::Malformed(_))
@@ -229,7 +291,7 @@ mod tests {
         let mut draft = arena.alloc(100).unwrap();
         draft.as_mut_slice().fill(1);
         let reference = draft.seal().unwrap();
-        let stores = Stores { arena: Some(arena.clone()), redis: None };
+        let stores = Stores::new(Some(arena.clone()), None);
         let objects = vec![StoreObject::Arena(reference)];
         stores.adopt(&objects).unwrap();
         assert_eq!(arena.stats().objects, 1);
@@ -238,6 +300,20 @@ mod tests {
         // A stale reference is refused on adoption and ignored on release.
         assert!(matches!(stores.adopt(&objects), Err(RefError::Arena(_))));
         stores.release(objects, true);
+        // A reference handed over twice is refused; one refused object frees the payload.
+        let first = StoreObject::Arena(arena.alloc(64).unwrap().seal().unwrap());
+        stores.adopt(std::slice::from_ref(&first)).unwrap();
+        assert!(matches!(
+            stores.adopt(std::slice::from_ref(&first)),
+            Err(RefError::AlreadyHandedOver(_))
+        ));
+        assert_eq!(arena.stats().objects, 1, "the owner's object survives the replay");
+        let valid = StoreObject::Arena(arena.alloc(64).unwrap().seal().unwrap());
+        let stale = StoreObject::Arena(Reference { generation: 999, ..reference });
+        assert!(stores.adopt(&[valid, stale]).is_err());
+        assert_eq!(arena.stats().objects, 1, "the refused payload's valid object is freed");
+        stores.release(vec![first], true);
+        assert_eq!(arena.stats().objects, 0);
         let forged = StoreObject::Redis(Bytes::from_static(b"k"));
         assert!(matches!(stores.adopt(&[forged]), Err(RefError::NoSuchStore(STORE_REDIS))));
     }
