@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mosec.errors import StoreReferenceError
 from mosec.protocol import StoreReference
 
 #: Buffers smaller than this travel inside the pickle; an output with none larger is inline.
@@ -135,13 +136,16 @@ def decode(payload: bytes, store: Store) -> Any:
     """Decode what :func:`encode` made (inline pickles need no store).
 
     Raises:
-        ValueError: when a reference names another store or its meta is malformed.
+        StoreReferenceError: when a reference names another store or its meta is malformed
+            (a 500 that says so, rather than a bare internal error).
     """
     if not payload or payload[0] == 0x80:
         return pickle.loads(payload)
     kind, count = HEAD.unpack_from(payload)
     if kind != store.kind:
-        raise ValueError(f"reference to store {kind}, but this stage reads store {store.kind}")
+        raise StoreReferenceError(
+            f"reference to store {kind}, but this stage reads store {store.kind}"
+        )
     view = memoryview(payload)[HEAD.size :]
     ids, used = store.unpack_ids(view, count)
     meta = view[used:]
@@ -156,4 +160,4 @@ def decode(payload: bytes, store: Store) -> Any:
         return bytes(buffers[0])
     if meta[0] == _PICKLE:
         return pickle.loads(meta[1:], buffers=buffers)
-    raise ValueError(f"unknown reference meta kind {meta[0]}")
+    raise StoreReferenceError(f"unknown reference meta kind {meta[0]}")
