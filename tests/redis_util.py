@@ -76,10 +76,10 @@ class RedisServer:
 
 
 def require_redis_server() -> str:
-    """The redis-server executable; skips the test when it is not installed."""
+    """The redis-server executable; fails the test when it is not installed."""
     path = shutil.which("redis-server")
     if path is None:
-        pytest.skip("redis-server is not installed (scripts/install.sh installs it)")
+        pytest.fail("redis-server is not installed (scripts/install.sh installs it)")
     return path
 
 

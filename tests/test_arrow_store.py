@@ -8,8 +8,6 @@ import pytest
 from server_util import Server, StartServer, wait_until
 from servers.store_objects import build, digest
 
-pytest.importorskip("pyarrow")
-
 PIPELINE = "store_pipeline.py"
 NS = "mosec_service"
 
