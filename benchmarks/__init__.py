@@ -6,7 +6,8 @@ the design. Layout, one concept per module:
 - ``scenarios``: what is measured (request body, server-side worker graph, load shape).
 - ``catalog``: who is measured (targets: a runtime, a server script and an IPC mixin).
 - ``runtimes``: the interpreter of each target, with the virtual environments the harness installs.
-- ``processes`` / ``monitor``: start and stop process trees by PID; CPU and memory of a tree.
+- ``processes`` / ``monitor`` / ``memory``: start and stop process trees by PID; CPU and memory
+  of a tree (shared memory counted once).
 - ``servers`` / ``redis_daemon``: a running target server, and the Redis it may need.
 - ``loadgen``: the load generator (``wrk``), its Lua script and the parsing of its output.
 - ``stats``: medians, spreads and ratios.

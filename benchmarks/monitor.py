@@ -2,8 +2,11 @@
 
 A background thread samples every process of the watched trees (server, workers, redis-server):
 CPU time (user + system) and resident memory. The CPU used in the window is, per process, its last
-sample minus its first one (zero for a process born during the window); peak memory is the largest
-sum of RSS over the tree seen at any sample.
+sample minus its first one (zero for a process born during the window).
+
+Memory is the largest, over the samples, of ``memory.tree_bytes``: private anonymous memory of
+every process plus each shared-memory object once. The plain sum of RSS, which counts shared
+pages once per process, is kept as well.
 """
 
 import threading
@@ -13,6 +16,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import psutil
 
+from benchmarks.memory import tree_bytes
 from benchmarks.processes import ProcessTree
 
 _Key = Tuple[int, float]
@@ -24,11 +28,14 @@ class Usage:
 
     Attributes:
         cpu_s: CPU seconds, user plus system, summed over the tree.
+        peak_memory_bytes: the largest private anonymous memory of the tree plus its shared
+            memory objects counted once, at one sample (``memory.tree_bytes``).
         peak_rss_bytes: the largest sum of resident memory over the tree at one sample.
         processes: how many processes the tree had at the largest.
     """
 
     cpu_s: float
+    peak_memory_bytes: int
     peak_rss_bytes: int
     processes: int
 
@@ -42,6 +49,7 @@ class ResourceMonitor:
         self._first: Dict[_Key, float] = {}
         self._last: Dict[_Key, float] = {}
         self._peak_rss = 0
+        self._peak_memory = 0
         self._peak_count = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="resource-monitor", daemon=True)
@@ -59,7 +67,12 @@ class ResourceMonitor:
     def usage(self) -> Usage:
         """The totals for the window (call after the ``with`` block)."""
         cpu = sum(self._last[key] - self._first.get(key, 0.0) for key in self._last)
-        return Usage(cpu_s=max(cpu, 0.0), peak_rss_bytes=self._peak_rss, processes=self._peak_count)
+        return Usage(
+            cpu_s=max(cpu, 0.0),
+            peak_memory_bytes=self._peak_memory,
+            peak_rss_bytes=self._peak_rss,
+            processes=self._peak_count,
+        )
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -74,17 +87,19 @@ class ResourceMonitor:
                 with proc.oneshot():
                     key = (proc.pid, proc.create_time())
                     times = proc.cpu_times()
-                    rss += proc.memory_info().rss
+                    own_rss = proc.memory_info().rss
             except psutil.Error:
                 continue
             count += 1
+            rss += own_rss
             cpu = times.user + times.system
             if key not in self._last and self._thread.is_alive():
                 self._first.setdefault(key, 0.0)  # born during the window: all its CPU counts
             self._first.setdefault(key, cpu)
             self._last[key] = cpu
-        if rss > self._peak_rss:
-            self._peak_rss = rss
+        self._peak_rss = max(self._peak_rss, rss)
+        memory = tree_bytes(p.pid for p in procs)
+        self._peak_memory = max(self._peak_memory, memory)
         self._peak_count = max(self._peak_count, count)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from benchmarks.scenarios import Scenario
 from benchmarks.stats import Spread, ratio_spread, spread
 
-METRICS = ("rps", "p50_ms", "p99_ms", "cpu_s", "cpu_ms_per_request", "peak_rss_mib")
+METRICS = ("rps", "p50_ms", "p99_ms", "cpu_s", "cpu_ms_per_request", "peak_memory_mib")
 DEFAULT_BASELINE = "upstream-pickle"
 
 
@@ -112,7 +112,7 @@ def markdown(summary: Dict[str, Any], scenario: Scenario, note: str) -> str:
         "",
         f"{note}; ratios against `{base}` in the same run.",
         "",
-        "| target | req/s | p50 ms | p99 ms | CPU s | CPU ms/req | peak RSS MiB"
+        "| target | req/s | p50 ms | p99 ms | CPU s | CPU ms/req | peak mem MiB"
         " | req/s × | p50 × | p99 × | errors |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -124,7 +124,7 @@ def markdown(summary: Dict[str, Any], scenario: Scenario, note: str) -> str:
             cell(row["p99_ms"]),
             cell(row["cpu_s"]),
             cell(row["cpu_ms_per_request"]),
-            cell(row["peak_rss_mib"]),
+            cell(row["peak_memory_mib"]),
             cell(row["rps_ratio"], "×"),
             cell(row["p50_ms_ratio"], "×"),
             cell(row["p99_ms_ratio"], "×"),

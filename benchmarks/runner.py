@@ -124,7 +124,7 @@ def _warm_up_all(
     progress.show(f"{scenario.name}: warming up {len(servers)} server(s)")
 
     def warm(server: TargetServer) -> None:
-        wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name)
+        wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name / server.target.name)
         try:
             wrk.run(settings.connections(scenario), settings.warmup_s, scenario.timeout_s)
         except LoadGenError:
@@ -177,7 +177,7 @@ def _measure(
     """One warm-up and one measured run; returns the sample, or why it failed."""
     connections = settings.connections(scenario)
     duration_s = settings.duration(scenario)
-    wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name)
+    wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name / server.target.name)
     try:
         if settings.warmup_each and settings.warmup_s > 0:
             wrk.run(connections, settings.warmup_s, scenario.timeout_s)
@@ -205,7 +205,8 @@ def _measure(
         "errors": load.error_count,
         "cpu_s": usage.cpu_s,
         "cpu_ms_per_request": usage.cpu_s * 1e3 / load.ok_requests if load.ok_requests else None,
-        "peak_rss_mib": usage.peak_rss_bytes / MIB,
+        "peak_memory_mib": usage.peak_memory_bytes / MIB,
+        "peak_rss_sum_mib": usage.peak_rss_bytes / MIB,
         "processes": usage.processes,
         "idle_cpu_cores": server.idle_cpu,
     }

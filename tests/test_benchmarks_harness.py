@@ -9,6 +9,7 @@ the run survives it. No assertion depends on timing.
 """
 
 import json
+import mmap
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the harness is a package at the repository root, not installed
     sys.path.insert(0, str(REPO))
 
-from benchmarks import cli, document  # noqa: E402
+from benchmarks import cli, document, memory  # noqa: E402
 from benchmarks.catalog import TARGETS  # noqa: E402
 from benchmarks.loadgen import LUA_TEMPLATE, MARKER, LoadGenError, Wrk, parse_wrk_output  # noqa: E402
 from benchmarks.monitor import ResourceMonitor, wait_idle  # noqa: E402
@@ -131,7 +132,7 @@ def _sample(target, repeat, position, rps, p99, scenario="echo"):
         "p99_ms": p99,
         "cpu_s": 1.0,
         "cpu_ms_per_request": None,
-        "peak_rss_mib": 100.0,
+        "peak_memory_mib": 100.0,
         "errors": 0,
     }
 
@@ -327,6 +328,7 @@ def test_target_server_starts_checks_and_stops(tmp_path):
                 assert (status, json.loads(body)) == (200, {"id": 7})
         usage = monitor.usage()
         assert usage.peak_rss_bytes > 0 and usage.processes == 1 and usage.cpu_s >= 0.0
+        assert 0 < usage.peak_memory_bytes <= usage.peak_rss_bytes
         assert wait_idle(server.trees, timeout_s=5.0, idle_rate=server.idle_cpu) <= 10.0
         procs = list(server.tree.seen.values())
     finally:
@@ -350,6 +352,27 @@ def test_monitor_counts_cpu_of_a_busy_tree(tmp_path):
         assert monitor.usage().cpu_s > 0.0
     finally:
         tree.stop()
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no /dev/shm")
+def test_memory_counts_a_shared_object_once():
+    path = Path("/dev/shm") / f"bench-test-{os.getpid()}"
+    size = 4 << 20
+    with open(path, "w+b") as file:
+        file.truncate(size)
+        first = mmap.mmap(file.fileno(), size)
+        second = mmap.mmap(file.fileno(), size)
+    try:
+        first.write(b"x" * size)  # every page allocated, and mapped twice by this process
+        objects = memory.shared_objects(os.getpid())
+        assert sorted(objects.values()).count(size) == 1
+        assert memory.tree_bytes([os.getpid()]) >= memory.anon_bytes(os.getpid()) + size
+        assert memory.tree_bytes([os.getpid(), os.getpid()]) == memory.tree_bytes([os.getpid()])
+    finally:
+        first.close()
+        second.close()
+        path.unlink()
+    assert memory.anon_bytes(2**22 + 7) == 0 and memory.shared_objects(2**22 + 7) == {}
 
 
 @pytest.mark.skipif(redis_binary() is None, reason="redis-server is not installed")
