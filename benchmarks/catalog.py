@@ -61,7 +61,8 @@ class Ipc:
     Attributes:
         name: the second half of the target name.
         mixin: class name in ``mosec.mixin``; ``None`` for the default (pickle).
-        carries: payload kinds it can move between stages (``json``, ``tensor``).
+        carries: payload kinds it can move between stages (``json``, ``tensor``, ``vision``:
+            the demo's own pipeline, fixed to the shared-memory mixin).
         runtimes: runtimes that have (or will have) this mixin.
         daemon: a service the harness must start for it (``redis``), or ``None``.
         server_args: extra command-line flags for the server (a store size, say).
@@ -84,7 +85,8 @@ IPCS: Tuple[Ipc, ...] = (
     Ipc("pickle", None, _ANY, ("ours", "upstream")),
     Ipc("numbin", "NumBinIPCMixin", frozenset({"tensor"}), ("ours", "upstream")),
     Ipc("shm", "ShmIPCMixin", _ANY, ("ours",)),
-    Ipc("shm-inplace", "ShmIPCMixin", frozenset({"tensor"}), ("ours",), inplace=True),
+    # The demo's vision pipeline is written on ShmIPCMixin with in-place outputs: only this runs it.
+    Ipc("shm-inplace", "ShmIPCMixin", frozenset({"tensor", "vision"}), ("ours",), inplace=True),
     Ipc("redis", "RedisShmIPCMixin", _ANY, ("ours", "upstream"), daemon="redis"),
     Ipc("arrow", "ArrowShmIPCMixin", _ANY, ("ours",)),
 )
@@ -113,7 +115,7 @@ class Target:
         if scenario.kind not in self.script.kinds:
             return f"{self.script.file} cannot express the {scenario.kind} scenario"
         if self.ipc is not None and scenario.ipc != "none" and scenario.ipc not in self.ipc.carries:
-            return f"{self.ipc.mixin} cannot carry {scenario.ipc} between stages"
+            return f"{self.ipc.mixin or 'pickle'} cannot carry {scenario.ipc} between stages"
         return None
 
     def redundant(self, scenario: Scenario) -> Optional[str]:

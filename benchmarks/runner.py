@@ -124,7 +124,12 @@ def _warm_up_all(
     progress.show(f"{scenario.name}: warming up {len(servers)} server(s)")
 
     def warm(server: TargetServer) -> None:
-        wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name / server.target.name)
+        wrk = Wrk(
+            server.url,
+            scenario.body,
+            outdir / "wrk" / scenario.name / server.target.name,
+            content_type=scenario.content_type,
+        )
         try:
             wrk.run(settings.connections(scenario), settings.warmup_s, scenario.timeout_s)
         except LoadGenError:
@@ -177,7 +182,12 @@ def _measure(
     """One warm-up and one measured run; returns the sample, or why it failed."""
     connections = settings.connections(scenario)
     duration_s = settings.duration(scenario)
-    wrk = Wrk(server.url, scenario.body, outdir / "wrk" / scenario.name / server.target.name)
+    wrk = Wrk(
+        server.url,
+        scenario.body,
+        outdir / "wrk" / scenario.name / server.target.name,
+        content_type=scenario.content_type,
+    )
     try:
         if settings.warmup_each and settings.warmup_s > 0:
             wrk.run(connections, settings.warmup_s, scenario.timeout_s)

@@ -111,6 +111,7 @@ class TargetServer:
                     self.target.script.route,
                     self.scenario.body,
                     timeout_s=self.scenario.timeout_s,
+                    content_type=self.scenario.content_type,
                 )
             except OSError as err:
                 last = f"{type(err).__name__}: {err}"

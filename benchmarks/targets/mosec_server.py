@@ -17,6 +17,8 @@ Mosec's own flags (``--address``, ``--port``, ``--timeout`` ...) come on the com
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -118,6 +120,19 @@ def build(server):
     elif kind == "tensor":
         server.append_worker(Producer)
         server.append_worker(Consumer)
+    elif kind == "vision":
+        # The demo's own pipeline, unchanged (examples/vision/pipeline.py).
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "vision"))
+        import pipeline
+
+        server.append_worker(pipeline.Decode)
+        server.append_worker(pipeline.Preprocess)
+        server.append_worker(
+            pipeline.Inference,
+            max_batch_size=pipeline.MAX_BATCH_SIZE,
+            max_wait_time=pipeline.MAX_WAIT_MS,
+        )
+        server.append_worker(pipeline.Postprocess)
     elif kind == "batch":
         server.append_worker(
             BatchModel, max_batch_size=SPEC["max_batch_size"], max_wait_time=SPEC["max_wait_ms"]
