@@ -9,7 +9,7 @@ use http::header::{
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, warn};
 
 use super::compression::{self, DecodeError};
@@ -135,17 +135,31 @@ fn timeout_outcome(shared: &Shared) -> Outcome {
     )
 }
 
-/// Runs a plain task to its end or its deadline.
-async fn run(body: Bytes, route: &Route, shared: &Shared, request_id: &Bytes) -> Outcome {
-    let (task_id, hop, outcome) = shared.tasks.create(route.pipeline.clone(), None);
-    // Dropped on every exit, also when the client disconnects and hyper drops this future.
-    let _guard = TaskGuard::new(shared.tasks.clone(), task_id);
+/// Creates a task for the request and queues it at its route's first stage.
+///
+/// The guard removes the task when dropped: on every exit, also when the client disconnects
+/// and hyper drops the handler (or, for a stream, the response body).
+fn submit(
+    body: Bytes,
+    route: &Route,
+    shared: &Shared,
+    request_id: &Bytes,
+    events: Option<mpsc::UnboundedSender<Outcome>>,
+) -> (TaskGuard, oneshot::Receiver<Outcome>) {
+    let (task_id, hop, outcome) = shared.tasks.create(route.pipeline.clone(), events);
+    let guard = TaskGuard::new(shared.tasks.clone(), task_id);
     shared.stages[hop.stage].queue.push(Queued {
         task_id,
         flags: hop.flags,
         payload: body,
         request_id: request_id.clone(),
     });
+    (guard, outcome)
+}
+
+/// Runs a plain task to its end or its deadline.
+async fn run(body: Bytes, route: &Route, shared: &Shared, request_id: &Bytes) -> Outcome {
+    let (_guard, outcome) = submit(body, route, shared, request_id, None);
     match tokio::time::timeout(Duration::from_millis(shared.config.timeout_ms), outcome).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_dropped)) => Outcome::error(500, "inference internal error"),
@@ -187,15 +201,7 @@ async fn stream(
     request_id: &Bytes,
 ) -> Response<Body> {
     let (events_sender, mut events) = mpsc::unbounded_channel();
-    let (task_id, hop, mut outcome) =
-        shared.tasks.create(route.pipeline.clone(), Some(events_sender));
-    let guard = TaskGuard::new(shared.tasks.clone(), task_id);
-    shared.stages[hop.stage].queue.push(Queued {
-        task_id,
-        flags: hop.flags,
-        payload: body,
-        request_id: request_id.clone(),
-    });
+    let (guard, mut outcome) = submit(body, route, shared, request_id, Some(events_sender));
     let timeout = Duration::from_millis(shared.config.timeout_ms);
     let first = tokio::select! {
         biased;
