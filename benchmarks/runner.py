@@ -124,12 +124,7 @@ def _warm_up_all(
     progress.show(f"{scenario.name}: warming up {len(servers)} server(s)")
 
     def warm(server: TargetServer) -> None:
-        wrk = Wrk(
-            server.url,
-            scenario.body,
-            outdir / "wrk" / scenario.name / server.target.name,
-            content_type=scenario.content_type,
-        )
+        wrk = _wrk(server, scenario, outdir)
         try:
             wrk.run(settings.connections(scenario), settings.warmup_s, scenario.timeout_s)
         except LoadGenError:
@@ -182,12 +177,7 @@ def _measure(
     """One warm-up and one measured run; returns the sample, or why it failed."""
     connections = settings.connections(scenario)
     duration_s = settings.duration(scenario)
-    wrk = Wrk(
-        server.url,
-        scenario.body,
-        outdir / "wrk" / scenario.name / server.target.name,
-        content_type=scenario.content_type,
-    )
+    wrk = _wrk(server, scenario, outdir)
     try:
         if settings.warmup_each and settings.warmup_s > 0:
             wrk.run(connections, settings.warmup_s, scenario.timeout_s)
@@ -225,3 +215,13 @@ def _measure(
 def _skip(outcome, progress, scenario, target, reason):
     outcome.skipped.append(Skip(scenario.name, target.name, reason))
     progress.note(f"skipped {scenario.name} / {target.name}: {reason}")
+
+
+def _wrk(server: TargetServer, scenario: Scenario, outdir: Path) -> Wrk:
+    """The load generator for one server in one scenario, its files under ``outdir``."""
+    return Wrk(
+        server.url,
+        scenario.body,
+        outdir / "wrk" / scenario.name / server.target.name,
+        content_type=scenario.content_type,
+    )

@@ -5,6 +5,7 @@ the target script as JSON), the default load (concurrency) and what a correct an
 Every target runs the same scenario with the same request and load, so their numbers compare.
 """
 
+import functools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -74,8 +75,12 @@ class Scenario:
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def _vision_image() -> bytes:
-    """One of the demo's sample pictures (scikit-image's astronaut, JPEG-encoded in memory)."""
+    """One of the demo's sample pictures (scikit-image's astronaut, JPEG-encoded in memory).
+
+    Cached: encoding the samples takes a while, and the body is asked for on every run.
+    """
     folder = str(Path(__file__).resolve().parent.parent / "examples" / "vision")
     if folder not in sys.path:
         sys.path.insert(0, folder)

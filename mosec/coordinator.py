@@ -245,17 +245,21 @@ class Loop:
                 continue
             task_id, flags, _ = batch[index]
             try:
-                if flags & FLAG_EGRESS:
-                    encoded = worker.serialize(output)
-                else:
-                    encoded = worker.serialize_ipc(output)
-                if not isinstance(encoded, bytes):
-                    encoded = bytes(encoded)
+                encoded = self._encode(flags, output)
             except (Exception, MosecTimeoutError) as err:
                 replies[index] = (task_id, *self._failure(err, "encoding"))
                 continue
             replies[index] = (task_id, STATUS_OK, encoded)
         return replies
+
+    def _encode(self, flags: int, output: Any) -> bytes:
+        """``serialize`` for the route's last stage, ``serialize_ipc`` otherwise, as bytes."""
+        if flags & FLAG_EGRESS:
+            encoded = self.worker.serialize(output)
+        else:
+            encoded = self.worker.serialize_ipc(output)
+        # A bytes subclass (a store reference) is kept: its type carries the REFERENCE flag.
+        return encoded if isinstance(encoded, bytes) else bytes(encoded)
 
     def _handle_one(self, task_id: int, flags: int, payload: bytes) -> Reply:
         """The common case, an unbatched stage's single item, without the batch bookkeeping."""
@@ -271,12 +275,7 @@ class Loop:
                 self._open_stream([task_id])
             output = self._call_forward(data)
             step = "encoding"
-            if flags & FLAG_EGRESS:
-                encoded = worker.serialize(output)
-            else:
-                encoded = worker.serialize_ipc(output)
-            if not isinstance(encoded, bytes):
-                encoded = bytes(encoded)
+            encoded = self._encode(flags, output)
         except (Exception, MosecTimeoutError, StreamCancelled) as err:
             return (task_id, *self._failure(err, step))
         return (task_id, STATUS_OK, encoded)

@@ -17,7 +17,8 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`logging`]: structured logs shared in shape with the Python side.
 //! - `py` (feature `python`): the `mosec._engine` extension module.
-#![forbid(unsafe_code)]
+//!
+//! Raw memory access lives only in the `shm` crate; `engine/Cargo.toml` forbids it here.
 
 pub mod batcher;
 pub mod config;
