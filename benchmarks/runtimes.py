@@ -118,7 +118,7 @@ RUNTIMES: Dict[str, Runtime] = {
         Runtime(
             "upstream",
             ".venv-upstream",
-            ("mosec==0.9.8", "numpy", "numbin==0.5.1", "redis", "hiredis", "msgpack"),
+            ("mosec==0.9.8", "numpy", "numbin==0.5.1", "redis", "hiredis", "msgpack", "msgspec"),
             repo_on_path=False,
             label="upstream mosec 0.9.8",
         ),

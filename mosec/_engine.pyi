@@ -1,4 +1,4 @@
-"""The Rust engine (see docs/engine-interface.md)."""
+"""The Rust engine (see ARCHITECTURE.md, "The extension API")."""
 
 from typing import final
 
@@ -7,8 +7,6 @@ from typing_extensions import Self
 __all__ = [
     "ArenaClient",
     "Engine",
-    "StoreFullError",
-    "StoreReferenceError",
     "default_config",
     "version",
 ]
@@ -27,13 +25,22 @@ class Engine:
         """Parse and validate the config; ValueError when it is invalid."""
 
     def start(self) -> None:
-        """Bind HTTP and the worker socket and start the threads; OSError on a taken port."""
+        """Bind HTTP and the worker socket and start the threads; OSError on a taken port.
+
+        HTTP connections are refused until :meth:`listen`.
+        """
+
+    def listen(self, wait_ms: int) -> bool:
+        """Accept HTTP once every stage had all its workers connected, waiting up to ``wait_ms``.
+
+        True when listening; OSError when the bound port cannot listen.
+        """
 
     def port(self) -> int:
         """The HTTP port bound (useful with port 0)."""
 
     def is_ready(self) -> bool:
-        """Whether every stage has all its workers connected (the rule of ``GET /``)."""
+        """Whether the engine accepts HTTP connections and is not draining."""
 
     def connected_workers(self) -> list[int]:
         """The connected worker count of each stage, by stage index."""
@@ -47,15 +54,14 @@ class Engine:
     def arena_path(self) -> str | None:
         """Path of the shared-memory arena file, or None when no stage uses the arena."""
 
-class StoreFullError(MemoryError):
-    """The store has no room for the object within the wait allowed."""
-
-class StoreReferenceError(ValueError):
-    """A store reference is stale, forged, or from another arena."""
-
 @final
 class ArenaClient:
-    """A worker's handle on the server's arena: allocation and validation in Rust."""
+    """A worker's handle on the server's arena: allocation and validation in Rust.
+
+    Its store errors are the classes of :mod:`mosec.errors`: ``StoreFullError`` when no room
+    appears within the wait, ``StoreReferenceError`` for a reference that is stale, forged,
+    from another arena or cut short. The arena file itself fails with ``OSError``.
+    """
 
     def __new__(cls, path: str) -> Self:
         """Map the arena file at ``path``."""

@@ -2,10 +2,11 @@
 
 A worker process:
 
-1. sets the stage's environment and the class attributes ``_worker_id``, ``_stage`` and
-   ``_max_batch_size`` (so the user's ``__init__`` sees them), then builds the worker;
-2. warms up (see below) and only then connects to the engine and sends HELLO, so the server is
-   not ready (``GET /`` 503) while a model is still loading;
+1. sets the stage's environment and builds the worker (:func:`mosec.stage_worker.build`: the
+   user's ``__init__`` already sees ``worker_id``, ``stage`` and ``max_batch_size``);
+2. warms up (:func:`mosec.stage_worker.warm_up`) and only then connects to the engine and sends
+   HELLO; the engine accepts HTTP connections only once every worker has, so nothing is served
+   while a model is still loading;
 3. loops: receive a BATCH, decode each item (``deserialize`` on an item flagged INGRESS,
    ``deserialize_ipc`` otherwise), run ``forward`` on the items that decoded, encode each result
    (``serialize`` when flagged EGRESS, ``serialize_ipc`` otherwise) and send the RESULT with a
@@ -13,10 +14,10 @@ A worker process:
 4. exits with 0 when the engine closes the socket or on SIGTERM (after the batch in hand).
    SIGINT is ignored: on Ctrl-C the server process drains the requests first, then stops us.
 
-Warm-up rule: with ``example`` set, ``forward`` runs once on it (on ``[example] * max_batch_size``
-when batching, the largest batch the worker will see). Otherwise with ``multi_examples`` set,
-``forward`` runs on each example (on consecutive chunks of at most ``max_batch_size`` examples when
-batching). A warm-up that raises stops the process with exit code 1, which the server reports.
+Warm-up runs ``forward`` on each example as it is (see :mod:`mosec.stage_worker`). A warm-up that
+raises is logged as an error naming the worker and the example's type, and the worker serves
+anyway, as in mosec (``--dry-run`` is the strict check). An ``__init__`` that raises stops the
+process with exit code 1, which the server reports.
 
 Errors: a ``MosecError`` gives its own status and the body ``"<msg>: <text>"``; any other exception
 gives 500 with the body ``"inference internal error"`` and its traceback in the log. Decoding and
@@ -45,7 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mosec import log
+from mosec import log, stage_worker
 from mosec.errors import (
     INTERNAL_ERROR_BODY,
     ClientError,
@@ -71,7 +72,7 @@ class WorkerSpec:
 
     worker: type[Worker]
     stage_index: int
-    stage_label: str
+    stage_name: str
     worker_id: int
     max_batch_size: int
     timeout_s: float
@@ -82,8 +83,8 @@ class WorkerSpec:
 
     @property
     def name(self) -> str:
-        """``<WorkerClass|id>``, used in log lines."""
-        return f"<{self.worker.__name__}|{self.worker_id}>"
+        """``<stage name|worker id>``, used in log lines (as mosec names workers)."""
+        return f"<{self.stage_name}|{self.worker_id}>"
 
 
 class _Stop:
@@ -97,10 +98,6 @@ class _Stop:
             self.requested = True
         else:
             raise SystemExit(0)
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise MosecTimeoutError("forward exceeded its timeout")
 
 
 def main(spec: WorkerSpec, connected: Any = None) -> None:
@@ -138,33 +135,25 @@ def main(spec: WorkerSpec, connected: Any = None) -> None:
 
 
 def _build(spec: WorkerSpec) -> Worker:
-    """Create and warm up the worker; exit the process with 1 if either fails."""
-    cls = spec.worker
-    cls._worker_id = spec.worker_id
-    cls._stage = spec.stage_label
-    cls._max_batch_size = spec.max_batch_size
+    """Create and warm up the worker; exit the process with 1 if it cannot be created."""
     try:
-        worker = cls()
-        warm_up(worker, spec.max_batch_size)
+        worker = stage_worker.build(
+            spec.worker, spec.worker_id, spec.stage_name, spec.max_batch_size
+        )
     except Exception:
         logger.exception("%s failed to start", spec.name)
         sys.exit(1)
+    try:
+        stage_worker.warm_up(worker)
+    except stage_worker.WarmUpError as err:
+        logger.error(
+            "%s %s; it serves anyway: check that the example is what forward receives "
+            "(a list of items when max_batch_size > 1)",
+            spec.name,
+            err,
+            exc_info=err.__cause__,
+        )
     return worker
-
-
-def warm_up(worker: Worker, max_batch_size: int) -> None:
-    """Run ``forward`` on the worker's examples as the module docstring describes."""
-    batched = max_batch_size > 1
-    if worker.example is not None:
-        worker.forward([worker.example] * max_batch_size if batched else worker.example)
-    elif worker.multi_examples:
-        examples = list(worker.multi_examples)
-        if batched:
-            for start in range(0, len(examples), max_batch_size):
-                worker.forward(examples[start : start + max_batch_size])
-        else:
-            for example in examples:
-                worker.forward(example)
 
 
 class Loop:
@@ -189,7 +178,7 @@ class Loop:
         #: A mixin's clean-up after each batch (e.g. unused arena leases), when it has one.
         self.after_batch = getattr(worker, "_mosec_after_batch", None)
         if self.timeout_s > 0:
-            signal.signal(signal.SIGALRM, _on_alarm)
+            stage_worker.install_timeout()
 
     def run(self, link: WorkerLink) -> None:
         """Receive, handle and answer batches until EOF or a requested stop."""
@@ -315,15 +304,7 @@ class Loop:
         return [_FAILED] * len(inputs)
 
     def _call_forward(self, data: Any) -> Any:
-        if self.timeout_s <= 0:
-            return self.worker.forward(data)
-        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
-        try:
-            return self.worker.forward(data)
-        finally:
-            # Cancelled in ``finally`` so that no alarm outlives its forward; one that fires
-            # right here still lands in the caller's ``except`` as a timeout.
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        return stage_worker.call_forward(self.worker, data, self.timeout_s)
 
     def _failure(self, err: BaseException, step: str) -> tuple[int, bytes]:
         """Log an error from user code and give the status and body for the client."""

@@ -1,24 +1,26 @@
 """``--dry-run``: push every route's examples through its stages, with no HTTP and no engine.
 
-For each route, the first worker's examples (``example``, or the items of ``multi_examples``)
-are the input. Each stage runs in a process of its own, started like a real worker (its start
-method, its first ``env`` dict, the class attributes ``worker_id``/``stage``/``max_batch_size``)
-that builds the worker itself, so no worker instance is ever pickled and attributes such as
-locks or models are fine. A stage receives the previous stage's ``serialize_ipc`` bytes, decodes
-them with ``deserialize_ipc``, runs ``forward`` (in batches of at most ``max_batch_size`` when it
-batches, under the stage's timeout) and encodes the outputs with ``serialize_ipc``, or with
+Each stage runs in a process of its own, started like a real worker (its start method, its first
+``env`` dict) that builds and warms up the worker with the very code a served worker runs
+(:mod:`mosec.stage_worker`), so no worker instance is ever pickled and attributes such as locks or
+models are fine; unlike the server, which logs a failed warm-up and serves anyway, the dry run
+fails on it. The route's first stage's warm-up is the route's input: ``forward`` runs on each
+example as it is (a batch already on a batching stage) and its outputs flow on. A later stage
+receives the previous stage's ``serialize_ipc`` bytes, decodes them with ``deserialize_ipc``, runs
+``forward`` (in batches of at most ``max_batch_size`` when it batches, as the engine would form
+them, under the stage's timeout) and encodes the outputs with ``serialize_ipc``, or with
 ``serialize`` on the route's last stage, exactly the calls a served request goes through.
 
 The report says, per stage, how long building the worker and ``forward`` took. The dry run
 stops at the first failure and names the route, the stage and the step that failed, with the
-traceback; the exit code is then 1. A route whose first worker has no example is skipped.
+traceback; the exit code is then 1. A route whose first worker has no example carries no data,
+but each of its later stages is still built and warmed up.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sys
 import time
 import traceback
@@ -26,12 +28,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TextIO
 
-from mosec import log
-from mosec.errors import MosecTimeoutError
-from mosec.plan import plan
+from mosec import log, stage_worker
+from mosec.plan import StagePlan, plan, scoped_environment
 from mosec.runtime import Runtime
 from mosec.stream import EventSink
-from mosec.supervisor import StagePlan, scoped_environment
 from mosec.worker import SSEWorker, Worker
 
 logger = log.get_logger("dry_run")
@@ -48,7 +48,7 @@ class StageJob:
     """
 
     worker: type[Worker]
-    stage_label: str
+    stage_name: str
     max_batch_size: int
     timeout_s: float
     env: dict[str, str] | None
@@ -102,8 +102,15 @@ def run(routes: dict[str, list[Runtime]], args: Any, out: TextIO = sys.stdout) -
                 print(f"dry run FAILED at {where} during {result.step}:\n{result.error}", file=out)
                 return EXIT_FAILED
             if result is None:
-                print(f"  skipped: {runtime.name} has no example or multi_examples", file=out)
-                break
+                # Nothing flows down this route, but every later stage still warms up on its
+                # own examples, as the server's workers do.
+                print(
+                    f"  skipped: {runtime.name} has no example or multi_examples; the later "
+                    "stages only warm up",
+                    file=out,
+                )
+                payloads = []
+                continue
             print(f"  {runtime.name}: {_timings(result, len(result.outputs))}", file=out)
             payloads = result.outputs
         out.flush()
@@ -115,7 +122,7 @@ def _job(stage: StagePlan, args: Any, first: bool, last: bool) -> StageJob:
     runtime = stage.runtime
     return StageJob(
         worker=runtime.worker,
-        stage_label=stage.label,
+        stage_name=runtime.name,
         max_batch_size=runtime.max_batch_size,
         timeout_s=stage.timeout_s(args.timeout),
         env=runtime.env[0] if runtime.env else None,
@@ -175,22 +182,32 @@ def stage_main(job: StageJob, conn: Connection) -> None:
     try:
         payloads = conn.recv()
         started = time.perf_counter()
-        worker = _build(job)
+        worker = stage_worker.build(job.worker, 1, job.stage_name, job.max_batch_size)
         built = time.perf_counter()
         events = EventSink()
         if isinstance(worker, SSEWorker):
             worker._events = events
+        if job.timeout_s > 0:
+            stage_worker.install_timeout()
         if payloads is None:
-            inputs = _examples(worker)
-            if not inputs:
+            # The route's first stage: its warm-up, run as a served worker runs it, produces
+            # the route's data.
+            if not stage_worker.examples(worker):
                 conn.send(None)
                 return
+            step = "forward"
+            forwarded = time.perf_counter()
+            results = stage_worker.warm_up(worker)
+            outputs = _warm_up_items(worker, results, job)
+            batches = len(results)
         else:
+            step = "warm-up"
+            stage_worker.warm_up(worker)
             step = "deserialize_ipc"
             inputs = [worker.deserialize_ipc(payload) for payload in payloads]
-        step = "forward"
-        forwarded = time.perf_counter()
-        outputs, batches = _forward(worker, inputs, job)
+            step = "forward"
+            forwarded = time.perf_counter()
+            outputs, batches = _forward(worker, inputs, job)
         forward_s = time.perf_counter() - forwarded
         step = "serialize" if job.last else "serialize_ipc"
         encode = worker.serialize if job.last else worker.serialize_ipc
@@ -202,50 +219,37 @@ def stage_main(job: StageJob, conn: Connection) -> None:
         conn.close()
 
 
-def _build(job: StageJob) -> Worker:
-    cls = job.worker
-    # As in a served worker: the user's __init__ may read these.
-    cls._worker_id = 1
-    cls._stage = job.stage_label
-    cls._max_batch_size = job.max_batch_size
-    return cls()
+def _warm_up_items(worker: Worker, results: list[Any], job: StageJob) -> list[Any]:
+    """The items the warm-up produced: one per example, or each batch's items when batching."""
+    if job.max_batch_size <= 1:
+        return results
+    items: list[Any] = []
+    for example, result in zip(stage_worker.examples(worker), results):
+        _check_batch(len(example) if isinstance(example, (list, tuple)) else None, result)
+        items.extend(result)
+    return items
 
 
-def _examples(worker: Worker) -> list[Any]:
-    if worker.example is not None:
-        return [worker.example]
-    return list(worker.multi_examples or [])
+def _check_batch(size: int | None, result: Any) -> None:
+    """A batched forward returns a list, of the batch's length when it is known."""
+    if isinstance(result, (list, tuple)) and (size is None or len(result) == size):
+        return
+    wanted = f"a list of {size}" if size is not None else "a list"
+    got = f"{len(result)} items" if isinstance(result, (list, tuple)) else type(result).__name__
+    raise TypeError(f"forward got a batch and must return {wanted}, returned {got}")
 
 
 def _forward(worker: Worker, inputs: list[Any], job: StageJob) -> tuple[list[Any], int]:
-    """Run forward on every input; returns the outputs and the number of calls."""
+    """Run forward on every input as the engine would batch them; outputs and call count."""
     if job.max_batch_size <= 1:
-        return [_call(worker, item, job.timeout_s) for item in inputs], len(inputs)
+        each = [stage_worker.call_forward(worker, item, job.timeout_s) for item in inputs]
+        return each, len(inputs)
     outputs: list[Any] = []
     calls = 0
     for start in range(0, len(inputs), job.max_batch_size):
         chunk = inputs[start : start + job.max_batch_size]
-        result = _call(worker, chunk, job.timeout_s)
-        if not isinstance(result, (list, tuple)) or len(result) != len(chunk):
-            raise TypeError(
-                f"forward got a batch of {len(chunk)} and must return a list of {len(chunk)}, "
-                f"returned {type(result).__name__}"
-            )
+        result = stage_worker.call_forward(worker, chunk, job.timeout_s)
+        _check_batch(len(chunk), result)
         outputs.extend(result)
         calls += 1
     return outputs, calls
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise MosecTimeoutError("forward exceeded its timeout")
-
-
-def _call(worker: Worker, data: Any, timeout_s: float) -> Any:
-    if timeout_s <= 0:
-        return worker.forward(data)
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
-    try:
-        return worker.forward(data)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)

@@ -1,8 +1,10 @@
 """Errors a worker raises to choose the HTTP status of a request.
 
 Raise one of these from ``deserialize``, ``forward`` or ``serialize``. The client gets the class's
-status code and a short text body ``"<msg>: <the exception's text>"``. Any other exception becomes a
-500 whose body is exactly ``"inference internal error"``; its traceback goes to the log only.
+status code and a short text body ``"<msg>: <the exception's text>"``, as in mosec: newlines in the
+text become ``" - "``, and an exception with no text repeats ``msg`` (``"bad request: bad
+request"``). Any other exception becomes a 500 whose body is exactly ``"inference internal
+error"``; its traceback goes to the log only.
 """
 
 from __future__ import annotations
@@ -31,21 +33,25 @@ class DecodingError(ClientError):
     """The request body cannot be decoded (400)."""
 
     code = 400
-    msg = "request decoding error"
+    msg = "decoding error"
 
 
 class ServerError(MosecError):
     """The service failed while handling a valid request (500)."""
 
     code = 500
-    msg = "inference internal error"
+    msg = "internal error"
 
 
 class EncodingError(ServerError):
     """The result cannot be encoded into a response body (500)."""
 
     code = 500
-    msg = "response encoding error"
+    msg = "encoding error"
+
+
+# The Rust extension raises the two store errors below by these names (engine/src/py/errors.rs):
+# they are the one class of each error, for the Python stores and the arena alike.
 
 
 class StoreFullError(ServerError):
@@ -60,7 +66,7 @@ class StoreFullError(ServerError):
 
 
 class StoreReferenceError(ServerError):
-    """A store reference is stale, forged, or names a store this server does not run (500)."""
+    """A store reference is stale, forged, does not unpack, or names another store (500)."""
 
     code = 500
     msg = "invalid store reference"
@@ -109,5 +115,6 @@ def error_response(err: BaseException) -> tuple[int, bytes]:
         The status code and the UTF-8 body for the client.
     """
     if isinstance(err, (MosecError, MosecTimeoutError)):
-        return err.code, f"{err.msg}: {err}".encode()
+        text = str(err).replace("\n", " - ") or err.msg
+        return err.code, f"{err.msg}: {text}".encode()
     return 500, INTERNAL_ERROR_BODY.encode()

@@ -3,17 +3,19 @@
 The engine serves it at ``GET /openapi/metadata.json`` and a Swagger UI page for it at
 ``GET /openapi/swagger/``. Each route is a POST operation:
 
-- request body: the first worker's ``req_mime_type``; its schema comes from ``forward``'s data
-  annotation when that worker uses :class:`~mosec.mixin.TypedMsgPackMixin`, and is any value
-  (``{}``) otherwise;
+- request body: the first worker's ``req_mime_type`` with the schema of ``forward``'s data
+  annotation; as in mosec, an operation whose first worker leaves that parameter unannotated has
+  no ``requestBody``;
 - 200: the last worker's ``resp_mime_type`` with the schema of ``forward``'s return annotation
-  (typed mixin again), or ``text/event-stream`` when the route streams;
+  (no ``content`` when it has none), or ``text/event-stream`` when the route streams;
 - every error the server can answer, each a ``text/plain`` message: 400, 408, 413, 415, 422, 429
   (with ``retry-after``), 500 and 503.
 
 Every response carries the request's ``x-request-id``. Schemas are made by msgspec's JSON Schema
 generator (JSON Schema 2020-12, which OpenAPI 3.1 uses) and shared under
-``components/schemas``.
+``components/schemas``. An annotation of a :class:`~mosec.mixin.TypedMsgPackMixin` worker must
+have a schema (the server does not start otherwise, since requests are decoded by it); any other
+worker's annotation that has none (a NumPy array, say) is left out with a warning.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from typing import Any
 
 import msgspec
 
-from mosec import _engine
+from mosec import _engine, log
 from mosec.mixin.typed_msgpack_worker import TypedMsgPackMixin
 from mosec.plan import is_streaming
 from mosec.runtime import Runtime
 from mosec.signature import forward_types
+
+logger = log.get_logger("openapi")
 
 OPENAPI_VERSION = "3.1.0"
 _REF = "#/components/schemas/{name}"
@@ -77,9 +81,11 @@ def build(routes: dict[str, list[Runtime]]) -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(annotations, ref_template=_REF)
     schema_of = dict(zip(typed.keys(), schemas))
     paths: dict[str, Any] = {
-        "/": {"get": _plain_get("readiness", "200 when every worker is connected.", "text/plain")},
+        "/": {
+            "get": _plain_get("readiness", "200 from the moment the port accepts.", "text/plain")
+        },
         "/metrics": {
-            "get": _plain_get("metrics", "Prometheus metrics.", "application/openmetrics-text")
+            "get": _plain_get("metrics", "Prometheus metrics.", "text/plain; version=0.0.4")
         },
     }
     for path, runtimes in routes.items():
@@ -127,15 +133,38 @@ def build(routes: dict[str, list[Runtime]]) -> dict[str, Any]:
 
 
 def _typed_bodies(routes: dict[str, list[Runtime]]) -> dict[tuple[str, str], Any]:
-    """The annotated type of each typed request and response: ``{(path, "req"/"resp"): type}``."""
+    """The annotated type of each request and response: ``{(path, "req"/"resp"): type}``.
+
+    Unannotated boundaries are left out, and so are other workers' annotations that msgspec
+    cannot describe; a typed mixin's must be describable.
+    """
     found: dict[tuple[str, str], Any] = {}
     for path, runtimes in routes.items():
         first, last = runtimes[0], runtimes[-1]
-        if issubclass(first.worker, TypedMsgPackMixin):
-            found[(path, "req")] = forward_types(first.worker, first.max_batch_size > 1)[0]
-        if issubclass(last.worker, TypedMsgPackMixin) and not is_streaming(runtimes):
-            found[(path, "resp")] = forward_types(last.worker, last.max_batch_size > 1)[1]
+        request = _boundary_type(first, 0, path)
+        if request is not Any:
+            found[(path, "req")] = request
+        if not is_streaming(runtimes):
+            response = _boundary_type(last, 1, path)
+            if response is not Any:
+                found[(path, "resp")] = response
     return found
+
+
+def _boundary_type(runtime: Runtime, which: int, path: str) -> Any:
+    """``forward``'s request (``which`` 0) or response (1) item type, or ``Any`` to omit it."""
+    strict = issubclass(runtime.worker, TypedMsgPackMixin)
+    direction = ("request", "response")[which]
+    try:
+        annotation = forward_types(runtime.worker, runtime.max_batch_size > 1)[which]
+        if annotation is not Any:
+            msgspec.json.schema(annotation)
+    except (TypeError, ValueError) as err:
+        if strict:
+            raise
+        logger.warning("route %s: no %s schema for %s: %s", path, direction, runtime.name, err)
+        return Any
+    return annotation
 
 
 def _operation(
@@ -145,31 +174,31 @@ def _operation(
     if is_streaming(runtimes):
         ok = {
             "description": "A stream of server-sent events: one `data:` event per event the "
-            "worker sends. An error after the stream began arrives as an `error` event whose "
-            'data is `{"status": <code>, "message": "<text>"}`.',
+            "worker sends. An error, before or after the first event, arrives as an `error` "
+            "event whose data is `SSE inference error: <status>: <reason>: <message>`.",
             "headers": {"x-request-id": _REQUEST_ID_HEADER},
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         }
     else:
-        ok = {
-            "description": "The result.",
-            "headers": {"x-request-id": _REQUEST_ID_HEADER},
-            "content": {last.worker.resp_mime_type: {"schema": schema_of.get((path, "resp"), {})}},
-        }
+        ok = {"description": "The result.", "headers": {"x-request-id": _REQUEST_ID_HEADER}}
+        if (path, "resp") in schema_of:
+            ok["content"] = {last.worker.resp_mime_type: {"schema": schema_of[(path, "resp")]}}
     responses: dict[str, Any] = {"200": ok}
     for status, (name, _) in _ERRORS.items():
         responses[status] = {"$ref": f"#/components/responses/{name}"}
-    return {
+    operation: dict[str, Any] = {
         "operationId": _operation_id(path),
         "summary": " -> ".join(runtime.name for runtime in runtimes),
         "description": first.worker.__doc__.strip() if first.worker.__doc__ else "",
         "parameters": [{"$ref": "#/components/parameters/RequestId"}],
-        "requestBody": {
-            "required": True,
-            "content": {first.worker.req_mime_type: {"schema": schema_of.get((path, "req"), {})}},
-        },
-        "responses": responses,
     }
+    if (path, "req") in schema_of:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {first.worker.req_mime_type: {"schema": schema_of[(path, "req")]}},
+        }
+    operation["responses"] = responses
+    return operation
 
 
 def _operation_id(path: str) -> str:

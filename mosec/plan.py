@@ -8,15 +8,40 @@ A route streams server-sent events when the worker of its last stage is an ``SSE
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from mosec.runtime import Runtime
-from mosec.supervisor import StagePlan
-from mosec.worker import STAGE_EGRESS, STAGE_INGRESS, SSEWorker
+from mosec.worker import SSEWorker
 
 #: Paths the engine answers itself: readiness and metrics. ``/openapi...`` is reserved too.
 RESERVED_PATHS = ("/", "/metrics")
 RESERVED_PREFIX = "/openapi"
+
+
+@dataclass
+class StagePlan:
+    """A stage as the server runs it: its index in the engine config and its runtime."""
+
+    index: int
+    runtime: Runtime
+
+    def engine_config(self, wait_ms: int) -> dict[str, Any]:
+        """The stage's entry in the engine config (``max_wait_time`` 0 means ``--wait``)."""
+        runtime = self.runtime
+        return {
+            "name": runtime.name,
+            "num": runtime.num,
+            "max_batch_size": runtime.max_batch_size,
+            "max_wait_time_ms": runtime.max_wait_time or wait_ms,
+        }
+
+    def timeout_s(self, timeout_ms: int) -> float:
+        """``forward``'s own timeout in seconds (``timeout`` 0 means ``--timeout``)."""
+        return float(self.runtime.timeout) if self.runtime.timeout else timeout_ms / 1000
 
 
 def check_path(path: str) -> None:
@@ -56,16 +81,11 @@ def plan(routes: dict[str, list[Runtime]]) -> tuple[list[StagePlan], list[dict[s
     route_configs = []
     for path, runtimes in routes.items():
         indices = []
-        for position, runtime in enumerate(runtimes):
+        for runtime in runtimes:
             if id(runtime) not in index_of:
                 index_of[id(runtime)] = len(stages)
                 stages.append(StagePlan(len(stages), runtime))
-            stage = stages[index_of[id(runtime)]]
-            if position == 0:
-                stage.labels.add(STAGE_INGRESS)
-            if position == len(runtimes) - 1:
-                stage.labels.add(STAGE_EGRESS)
-            indices.append(stage.index)
+            indices.append(index_of[id(runtime)])
         route_configs.append(
             {
                 "path": path,
@@ -75,3 +95,25 @@ def plan(routes: dict[str, list[Runtime]]) -> tuple[list[StagePlan], list[dict[s
             }
         )
     return stages, route_configs
+
+
+@contextlib.contextmanager
+def scoped_environment(env: dict[str, str] | None) -> Iterator[None]:
+    """Set variables in this process for the duration of the block, then restore them.
+
+    Worker processes are started inside it with their stage's ``env``, so the variables are
+    there from the child's first instruction (before the user's module is imported).
+    """
+    if not env:
+        yield
+        return
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -21,8 +21,8 @@ class Runtime:
         worker: type[Worker],
         num: int = 1,
         max_batch_size: int = 1,
-        max_wait_time: int = 10,
-        timeout: int = 3,
+        max_wait_time: int = 0,
+        timeout: float = 0,
         start_method: str = "spawn",
         env: list[dict[str, str]] | None = None,
     ) -> None:
@@ -64,11 +64,19 @@ class Runtime:
         self.timeout = timeout
         self.start_method = start_method
         self.env = env
+        Runtime._created += 1
+        #: ``<WorkerClass>_<n>``, n counting the runtimes made in this process (as mosec names
+        #: stages): unique even when one class serves two stages. Metrics and logs use it, and
+        #: the worker reads it as ``self.stage``.
+        self.name = f"{worker.__name__}_{Runtime._created}"
+
+    #: How many runtimes this process has made; numbers their names.
+    _created = 0
 
     @property
-    def name(self) -> str:
-        """The stage's name: the worker class's name."""
-        return self.worker.__name__
+    def timeout_sec(self) -> float:
+        """``timeout`` under mosec's attribute name."""
+        return float(self.timeout)
 
     def __repr__(self) -> str:
         return (

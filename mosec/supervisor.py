@@ -28,15 +28,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from mosec import coordinator, log
 from mosec.daemon import Daemon
-from mosec.runtime import Runtime
-from mosec.worker import STAGE_EGRESS, STAGE_INGRESS
+from mosec.plan import StagePlan, scoped_environment
 
 logger = log.get_logger("server")
 
@@ -44,39 +41,13 @@ MAX_FAILED_STARTS = 3
 MIN_UPTIME_S = 1.0
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 10.0
+#: How long the engine may take to count the workers that told us they connected.
+LISTEN_WAIT_MS = 2000
 #: How long stopped workers and daemons get between SIGTERM and SIGKILL.
 STOP_GRACE_S = 5.0
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-
-
-@dataclass
-class StagePlan:
-    """A stage as the server runs it: its index in the engine config and its runtime."""
-
-    index: int
-    runtime: Runtime
-    labels: set[str] = field(default_factory=set)
-
-    @property
-    def label(self) -> str:
-        """The worker's ``stage``: ``ingress``, ``egress``, ``ingress/egress`` or ``""``."""
-        return "/".join(name for name in (STAGE_INGRESS, STAGE_EGRESS) if name in self.labels)
-
-    def engine_config(self, wait_ms: int) -> dict[str, Any]:
-        """The stage's entry in the engine config (``max_wait_time`` 0 means ``--wait``)."""
-        runtime = self.runtime
-        return {
-            "name": runtime.name,
-            "num": runtime.num,
-            "max_batch_size": runtime.max_batch_size,
-            "max_wait_time_ms": runtime.max_wait_time or wait_ms,
-        }
-
-    def timeout_s(self, timeout_ms: int) -> float:
-        """``forward``'s own timeout in seconds (``timeout`` 0 means ``--timeout``)."""
-        return float(self.runtime.timeout) if self.runtime.timeout else timeout_ms / 1000
 
 
 class _Slot:
@@ -118,7 +89,9 @@ class Supervisor:
         self._previous: dict[int, Any] = {}
         self._previous_wakeup_fd: int | None = None
         self._slots: list[_Slot] = []
-        self._ready_logged = False
+        self._listening = False
+        #: Why the engine could not start serving HTTP, when it could not.
+        self._listen_error: str | None = None
 
     def install_signal_handlers(self) -> None:
         """Turn SIGINT/SIGTERM into a wake-up of the supervision loop (main thread only)."""
@@ -194,6 +167,9 @@ class Supervisor:
             for slot in self._slots:
                 if slot.reader is not None and slot.reader in ready:
                     self._on_connected(slot)
+            if self._listen_error is not None:
+                logger.error("cannot serve HTTP: %s; stopping the server", self._listen_error)
+                return EXIT_FAILED
             for slot in self._slots:
                 if slot.process is not None and slot.process.sentinel in ready:
                     if not self._on_exit(slot):
@@ -239,7 +215,7 @@ class Supervisor:
         spec = coordinator.WorkerSpec(
             worker=runtime.worker,
             stage_index=slot.stage.index,
-            stage_label=slot.stage.label,
+            stage_name=slot.stage.runtime.name,
             worker_id=slot.worker_id,
             max_batch_size=runtime.max_batch_size,
             timeout_s=slot.stage.timeout_s(self._args.timeout),
@@ -272,8 +248,22 @@ class Supervisor:
             pass  # closed without a word: the worker died first; its sentinel tells the rest
         slot.reader.close()
         slot.reader = None
-        if not self._ready_logged and all(s.connected for s in self._slots):
-            self._ready_logged = True
+        if not self._listening and all(s.connected for s in self._slots):
+            self._listen()
+
+    def _listen(self) -> None:
+        """Every worker has warmed up and connected: start accepting HTTP connections.
+
+        The engine checks on its side that it counts every worker too (each one sent HELLO
+        before telling us); a worker that died in between makes the wait time out, and its
+        replacement's connection brings us back here.
+        """
+        try:
+            self._listening = self._engine.listen(LISTEN_WAIT_MS)
+        except OSError as err:
+            self._listen_error = str(err)
+            return
+        if self._listening:
             logger.info("all %d workers connected, the server is ready", len(self._slots))
 
     def _on_exit(self, slot: _Slot) -> bool:
@@ -348,21 +338,3 @@ class Supervisor:
         for daemon in self._daemons:
             daemon.stop(deadline)
         logger.info("server stopped")
-
-
-@contextlib.contextmanager
-def scoped_environment(env: dict[str, str] | None) -> Iterator[None]:
-    """Set variables in this process for the duration of the block, then restore them."""
-    if not env:
-        yield
-        return
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -18,22 +18,21 @@ import json
 import pickle
 from typing import Any
 
+from mosec import log
 from mosec.errors import DecodingError, EncodingError
 from mosec.stream import EventSink
 
-#: ``stage`` of a worker on the first stage of a route.
-STAGE_INGRESS = "ingress"
-#: ``stage`` of a worker on the last stage of a route.
-STAGE_EGRESS = "egress"
+logger = log.get_logger("worker")
 
 
 class Worker(abc.ABC):
     """One stage of a pipeline. Subclass it and implement :meth:`forward`.
 
     Attributes:
-        example: one input used to warm ``forward`` up before the worker takes requests.
-        multi_examples: several inputs used to warm up; see :mod:`mosec.coordinator` for how
-            each is fed to ``forward``.
+        example: one ``forward`` input used to warm up before the worker takes requests; on a
+            batching stage it is a batch (a list), exactly what ``forward`` receives.
+        multi_examples: several ``forward`` inputs to warm up with, each passed as it is;
+            when both are set, ``multi_examples`` wins (see :mod:`mosec.stage_worker`).
         resp_mime_type: the content type of the response when this worker is the last stage.
         req_mime_type: the content type ``deserialize`` reads when this worker is the first
             stage; the OpenAPI document shows it (the server does not check requests' types).
@@ -45,7 +44,8 @@ class Worker(abc.ABC):
     req_mime_type: str = "application/json"
 
     # Set on the class by the worker process before it builds the instance, so that the
-    # user's ``__init__`` can already read them (to pick a GPU by worker_id, say).
+    # user's ``__init__`` can already read them (to pick a GPU by worker_id, say), and on the
+    # instance after it (see mosec.stage_worker.build).
     _worker_id: int = 0
     _stage: str = ""
     _max_batch_size: int = 1
@@ -55,15 +55,27 @@ class Worker(abc.ABC):
         """This process's number within its stage, from 1 to ``num``."""
         return self._worker_id
 
+    @worker_id.setter
+    def worker_id(self, worker_id: Any) -> None:
+        self._worker_id = worker_id
+
     @property
     def stage(self) -> str:
-        """Where this worker sits: ``"ingress"``, ``"egress"``, both joined by ``/``, or ``""``."""
+        """The name of this worker's stage, ``<WorkerClass>_<n>`` (see :class:`mosec.Runtime`)."""
         return self._stage
+
+    @stage.setter
+    def stage(self, stage: str) -> None:
+        self._stage = stage
 
     @property
     def max_batch_size(self) -> int:
         """The largest batch ``forward`` receives; 1 means no batching."""
         return self._max_batch_size
+
+    @max_batch_size.setter
+    def max_batch_size(self, max_batch_size: int) -> None:
+        self._max_batch_size = max_batch_size
 
     def serialize_ipc(self, data: Any) -> bytes:
         """Encode this stage's output for the next stage (pickle).
@@ -82,28 +94,32 @@ class Worker(abc.ABC):
         return pickle.loads(data)
 
     def serialize(self, data: Any) -> bytes:
-        """Encode one result as the HTTP response body (JSON).
+        """Encode one result as the HTTP response body (JSON indented by 2, as mosec's).
 
         Raises:
-            EncodingError: when the result is not JSON serializable (500).
+            EncodingError: when the result is not JSON serializable (500; the body is mosec's
+                ``encoding error: encoding error``, the reason goes to the log).
         """
         try:
-            return json.dumps(data).encode()
+            return json.dumps(data, indent=2).encode()
         except (TypeError, ValueError) as err:
-            raise EncodingError(err) from err
+            logger.debug("the result cannot be encoded as JSON: %s", err)
+            raise EncodingError from err
 
     def deserialize(self, data: bytes) -> Any:
         """Decode one HTTP request body (JSON; an empty body is ``{}``).
 
         Raises:
-            DecodingError: when the body is not valid JSON (400).
+            DecodingError: when the body is not valid JSON (400; the body is mosec's
+                ``decoding error: decoding error``, the reason goes to the log).
         """
         if not data:
             return {}
         try:
             return json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DecodingError(err) from err
+            logger.debug("the request body is not JSON: %s", err)
+            raise DecodingError from err
 
     @abc.abstractmethod
     def forward(self, data: Any) -> Any:

@@ -26,6 +26,19 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
 
 
 @pytest.fixture(scope="session")
+def upstream_mosec() -> str:
+    """mosec 0.9.8 from PyPI in the benchmark harness's virtual environment, made on first use.
+
+    The side-by-side tests run the same scripts on it and on this package. A missing network
+    fails the test (pip's error) rather than skipping it.
+    """
+    from benchmarks.runtimes import RUNTIMES
+
+    RUNTIMES["upstream"].ensure()
+    return "upstream"
+
+
+@pytest.fixture(scope="session")
 def redis_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A redis-server for the session, as the environment of the conformance suite's server."""
     from ipc_targets import REDIS_URL_ENV

@@ -45,10 +45,12 @@ class Sleepy(Worker):
         return data
 
 
-class WarmupFails(Worker):
-    """Its warm-up example makes forward raise."""
+class InitFails(Worker):
+    """Its ``__init__`` raises: the process cannot serve."""
 
-    example = {"boom": True}
+    def __init__(self) -> None:
+        super().__init__()
+        raise RuntimeError("no model")
 
     def forward(self, data: Any) -> Any:
-        raise RuntimeError("warm-up failed")
+        return data

@@ -178,6 +178,7 @@ def run_server(
     env: dict[str, str] | None = None,
     wait: bool = True,
     port: int | None = None,
+    runtime: str = "ours",
 ) -> Iterator[Server]:
     """Start a server script, wait until it is ready, yield it, and stop it by PID at the end.
 
@@ -188,16 +189,19 @@ def run_server(
         env: extra environment variables.
         wait: wait for ``GET /`` to answer 200 before yielding.
         port: the port to use (a free one when omitted).
+        runtime: ``ours``, or a runtime of the benchmark harness (``upstream``: mosec 0.9.8 in
+            its own virtual environment, which the caller has made sure exists).
     """
     port = free_port() if port is None else port
     path = script_path(script)
-    log_path = log_dir / f"{path.stem}-{port}.log"
-    command = [sys.executable, str(path), "--address", "127.0.0.1", "--port", str(port), *args]
+    log_path = log_dir / f"{path.stem}-{runtime}-{port}.log"
+    python, full_env = _interpreter(runtime, env)
+    command = [python, str(path), "--address", "127.0.0.1", "--port", str(port), *args]
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
             command,
             cwd=REPO,
-            env=server_env(env),
+            env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -210,3 +214,15 @@ def run_server(
         yield server
     finally:
         server.close()
+
+
+def _interpreter(runtime: str, env: dict[str, str] | None) -> tuple[str, dict[str, str]]:
+    """The interpreter and environment of a server under test in ``runtime``."""
+    if runtime == "ours":
+        return sys.executable, server_env(env)
+    from benchmarks.runtimes import RUNTIMES
+
+    other = RUNTIMES[runtime]
+    full_env = {k: v for k, v in other.env().items() if not k.startswith("MOSEC_")}
+    full_env.update(env or {})
+    return str(other.python), full_env

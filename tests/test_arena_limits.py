@@ -14,17 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from arena_util import NS, WAIT_S, arena_usage, hold_keys, wait_at_rest
 from inflight import Hold, Request
 from server_util import Server, StartServer, run_server, wait_until
+from servers.ipc_arena import HEADER
 
-NS = "mosec_service"
-#: The arena's producer wait (the engine's ``shm_wait_ms`` default).
-WAIT_S = 1.0
 #: Slack over a bound, for a loaded 2-core machine.
 SLACK_S = 4.0
-#: Bytes of the JSON header ``ipc_arena.py`` puts in front of each payload.
-HEADER = 2048
-#: Per-object overhead and alignment of the arena's blocks.
+#: Per-object overhead and alignment of the arena's blocks (``GRANULE`` in shm/src/header.rs,
+#: which the extension does not export).
 GRANULE = 64
 
 
@@ -33,29 +31,10 @@ def block(payload: int) -> int:
     return GRANULE + -(-payload // GRANULE) * GRANULE
 
 
-def arena(server: Server) -> tuple[float, float]:
-    """``(used bytes, objects)`` of the arena now."""
-    return server.metric(f"{NS}_shm_used_bytes"), server.metric(f"{NS}_shm_objects")
-
-
-def wait_at_rest(server: Server, timeout: float = 15.0) -> None:
-    """Wait until no task is in flight and the arena holds nothing."""
-    wait_until(
-        lambda: server.metric(f"{NS}_remaining_task") == 0 and arena(server) == (0, 0),
-        timeout,
-        "no task in flight and an empty arena",
-    )
-
-
 def digest(size: int, seed: int) -> str:
     """What stage 2 answers for a payload (see ``payload`` in ``ipc_arena.py``)."""
     data = np.random.default_rng(seed).bytes(size)
     return hashlib.sha256(data).hexdigest()
-
-
-def keys(hold: Hold, stage: str) -> dict[str, str]:
-    """The request keys that park it in ``stage`` ("1" or "2") until released."""
-    return {f"mark{stage}": str(hold.mark), f"hold{stage}": str(hold.release_file)}
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +63,9 @@ def test_a_full_arena_answers_503_within_its_bound(server: Server, tmp_path: Pat
     capacity = int(server.metric(f"{NS}_shm_capacity_bytes"))
     size = 5 << 20  # two never fit in 8 MiB
     held = Hold(tmp_path, "holder")
-    first = Request(server, json={"size": size, "seed": 1, **keys(held, "2")})
+    first = Request(server, json={"size": size, "seed": 1, **hold_keys(held, "2")})
     held.wait_inside()
-    assert arena(server) == (block(HEADER + size), 1)
+    assert arena_usage(server) == (block(HEADER + size), 1)
     full_before = server.metric(f"{NS}_store_full_total")
 
     started = time.monotonic()
@@ -187,7 +166,7 @@ def test_a_reference_kept_from_a_finished_request_is_stale(server: Server, tmp_p
     wait_at_rest(server)
     # Reuse the space so that the kept reference points at a live object of a newer generation.
     held = Hold(tmp_path, "reuser")
-    reuser = Request(server, json={"size": 100_000, "seed": 5, **keys(held, "2")})
+    reuser = Request(server, json={"size": 100_000, "seed": 5, **hold_keys(held, "2")})
     held.wait_inside()
     response = server.post(json={"forge": "replay", "replay": str(kept)})
     assert response.status_code == 500
@@ -207,7 +186,9 @@ def test_a_reference_handed_over_twice_is_refused(server: Server, tmp_path: Path
     kept = tmp_path / "kept.ref"
     carried = server.metric(f"{NS}_ipc_bytes_total", carried="reference")
     held = Hold(tmp_path, "owner")
-    owner = Request(server, json={"size": 100_000, "seed": 6, "keep": str(kept), **keys(held, "2")})
+    owner = Request(
+        server, json={"size": 100_000, "seed": 6, "keep": str(kept), **hold_keys(held, "2")}
+    )
     held.wait_inside()
     replay = Request(server, json={"forge": "replay", "replay": str(kept)})
     # The replayed task has either failed already or moved on to stage 2 holding the object.
@@ -237,7 +218,7 @@ def test_a_refused_payload_leaves_nothing_behind(start_server: StartServer) -> N
     response = own.post(json={"forge": "partial"})
     assert response.status_code == 500
     assert "stale reference" in response.text
-    wait_until(lambda: arena(own) == (0, 0), 5, "the payload's valid object to be freed")
+    wait_until(lambda: arena_usage(own) == (0, 0), 5, "the payload's valid object to be freed")
 
 
 def test_the_in_place_producer_hands_over_without_a_copy(server: Server) -> None:
@@ -275,12 +256,12 @@ def test_unused_in_place_arrays_are_freed_after_the_batch(server: Server, tmp_pa
     request = Request(
         server,
         json={"size": size, "seed": 9, "inplace": True, "spare": 3, "spare_size": 500_000}
-        | keys(held, "2"),
+        | hold_keys(held, "2"),
     )
     held.wait_inside()
     # Stage 1 has finished its batch: only the array it handed over is left.
     wait_until(
-        lambda: arena(server) == (block(HEADER + size), 1), 10, "the spare arrays to be freed"
+        lambda: arena_usage(server) == (block(HEADER + size), 1), 10, "the spare arrays to be freed"
     )
     held.release()
     assert request.result().json()["sha256"] == digest(size, 9)

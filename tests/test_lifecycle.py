@@ -97,7 +97,7 @@ def test_per_worker_env_and_worker_id_in_init(start_server: StartServer, tmp_pat
     assert seen[1]["worker_id"] == 1 and seen[1]["gpu"] == "0"
     assert seen[2]["worker_id"] == 2 and seen[2]["gpu"] == "1"
     assert seen[1]["pid"] != seen[2]["pid"]
-    assert seen[1]["stage"] == "ingress/egress"
+    assert seen[1]["stage"] == "EnvWorker_1"  # the stage's name, as in mosec
     assert seen[1]["max_batch_size"] == 1
     # Both workers answer: hold one so the next request goes to the other.
     hold = Hold(tmp_path, "busy")

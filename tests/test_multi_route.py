@@ -37,7 +37,7 @@ def test_a_shared_stage_batches_requests_from_both_routes(
         # The shared stage is the last one of /inference and the middle one of /v1/inference.
         assert body["via"] == ("v1" if path == "/v1/inference" else "plain")
         assert body.get("finished", False) == (path == "/v1/inference")
-        assert body["stage"] == "egress"
+        assert body["stage"] == "Shared_1"  # one stage, one name, whichever route it serves
     mixed = [body["batch"] for body in bodies if {"v1", "plain"} <= set(body["batch"])]
     assert mixed, f"no batch held requests of both routes: {[b['batch'] for b in bodies]}"
     assert all(len(batch) > 1 for batch in mixed)

@@ -20,7 +20,7 @@ def test_three_stages_with_batching_in_the_middle(start_server: StartServer) -> 
         names = [step[0] for step in trace["trace"]]
         assert names == ["pre", "infer", "post"]
         stages = [step[1] for step in trace["trace"]]
-        assert stages == ["ingress", "", "egress"]
+        assert stages == ["Preprocess_1", "Inference_2", "Postprocess_3"]
         assert trace["trace"][0][2] in (1, 2)
     sizes = [trace["trace"][1][3] for trace in traces]
     assert all(1 <= size <= 4 for size in sizes)
@@ -47,11 +47,11 @@ def test_msgpack_and_a_stage_shared_by_two_routes(start_server: StartServer) -> 
         assert response.headers["content-type"] == "application/msgpack"
         assert msgpack.unpackb(response.content) == {
             "echo": {"blob": b"\x00\x01", "n": 3},
-            "stage": "ingress/egress",
+            "stage": "MsgpackEcho_1",
         }
     response = server.post("/msgpack", content=b"\xc1")  # 0xc1 is never valid msgpack
     assert response.status_code == 400
-    assert response.text.startswith("request decoding error: ")
+    assert response.text == "decoding error: decoding error"
 
 
 def test_numbin_carries_arrays_between_stages(start_server: StartServer) -> None:

@@ -16,9 +16,9 @@ from servers.store_objects import build, digest
 
 from mosec.errors import StoreFullError, StoreReferenceError
 from mosec.mixin import RedisShmIPCMixin, redis_worker
-from mosec.mixin.redis_store import DEFAULT_TTL_MS, KEY_PREFIX, RedisStore, connect
-from mosec.mixin.redis_worker import REDIS_URL_ENV
-from mosec.mixin.store_codec import decode, encode
+from mosec.store.codec import decode, encode
+from mosec.store.redis import DEFAULT_TTL_MS, KEY_PREFIX, RedisStore, connect
+from mosec.store.settings import REDIS_URL_ENV
 
 PIPELINE = "store_pipeline.py"
 #: How long the engine may take to delete the keys of a task that timed out.
@@ -108,6 +108,24 @@ def test_engine_deletes_keys_of_a_task_that_timed_out_between_stages(
         hold.touch()
         assert first.result(timeout=20).status_code == 408
     check(server, {"kind": "array", "n": 100_000})
+    assert redis_server.our_keys() == []
+
+
+def test_two_redis_urls_in_one_server_stop_it_at_start(
+    start_server: StartServer, redis_server: RedisServer
+) -> None:
+    # Another database of the same Redis: a different URL, whose keys the engine cannot reach.
+    first, second = redis_server.url, redis_server.url.rsplit("/", 1)[0] + "/1"
+    env = {"TEST_MIXIN": "redis", "TEST_REDIS_URL": first, "TEST_SECOND_REDIS_URL": second}
+    server = start_server(PIPELINE, env=env, wait=False)
+    assert server.wait_exit() != 0, server.logs()
+    errors = [record for record in server.json_logs() if record.get("level") == "ERROR"]
+    assert len(errors) == 1, server.logs()
+    message = errors[0]["message"]
+    assert "one server uses one Redis" in message
+    assert repr(first) in message and repr(second) in message
+    assert "ValueError" in server.logs()
+    assert "engine listening" not in server.logs()
     assert redis_server.our_keys() == []
 
 

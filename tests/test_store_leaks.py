@@ -24,35 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from arena_util import NS, arena_usage, hold_keys, wait_at_rest
 from inflight import Hold, Request
 from server_util import Server, StartServer, wait_until
 
-NS = "mosec_service"
+from mosec.supervisor import MIN_UPTIME_S
+
 SHM = Path("/dev/shm")
 #: Statuses a request may end with when workers are killed and the engine times out.
 CHAOS = {408, 500}
 #: The engine's deadline for a request, and how long a slow stage takes (past it).
 TIMEOUT_MS = 1500
 OVERTIME_S = TIMEOUT_MS / 1000 + 0.3
-#: The supervisor counts a worker that lived less than this as a failed start.
-MIN_UPTIME_S = 1.0
-
-
-def arena(server: Server) -> tuple[float, float]:
-    """``(used bytes, objects)`` of the arena now."""
-    return server.metric(f"{NS}_shm_used_bytes"), server.metric(f"{NS}_shm_objects")
-
-
-def wait_at_rest(server: Server, baseline: tuple[float, float], timeout: float = 20.0) -> None:
-    """Wait until no task is in flight, then until the arena is back at ``baseline``."""
-    wait_until(lambda: server.metric(f"{NS}_remaining_task") == 0, timeout, "no task in flight")
-    try:
-        wait_until(lambda: arena(server) == baseline, 10.0, "the arena back at its baseline")
-    except AssertionError:
-        raise AssertionError(
-            f"arena holds {arena(server)} (bytes, objects), baseline {baseline}:\n"
-            + server.logs()[-4000:]
-        ) from None
 
 
 def parent_of(pid: int) -> int | None:
@@ -71,11 +54,6 @@ def kill_worker(server: Server, pid: int) -> None:
     """``kill -9`` one of this server's worker processes (checked to be its child)."""
     assert parent_of(pid) == server.pid, f"pid {pid} is not a worker of server {server.pid}"
     os.kill(pid, signal.SIGKILL)
-
-
-def keys(hold: Hold, stage: str) -> dict[str, str]:
-    """The request keys that park it in ``stage`` ("1" or "2") until released."""
-    return {f"mark{stage}": str(hold.mark), f"hold{stage}": str(hold.release_file)}
 
 
 def send_and_leave(server: Server, body: dict[str, Any], inside: Hold | None = None) -> None:
@@ -202,7 +180,7 @@ def test_the_arena_returns_to_baseline_whatever_happens(
     )
     arena_files = our_shm_entries({server.pid})
     assert len(arena_files) == 1 and arena_files[0].startswith(f"mosec-arena-{server.pid}-")
-    baseline = arena(server)
+    baseline = arena_usage(server)
     assert baseline == (0, 0)
     reference_before = server.metric(f"{NS}_ipc_bytes_total", carried="reference")
     pids = {server.pid}
@@ -212,18 +190,18 @@ def test_the_arena_returns_to_baseline_whatever_happens(
     request = Request(
         server,
         json={"size": 1 << 20, "inplace": True, "spare": 2, "spare_size": 1 << 20}
-        | keys(held, "1"),
+        | hold_keys(held, "1"),
     )
     victim = held.wait_inside()
     pids.add(victim)
-    assert arena(server)[1] == 3
+    assert arena_usage(server)[1] == 3
     kill_worker(server, victim)
     assert request.result().status_code in CHAOS
     wait_at_rest(server, baseline)
 
     # A stage-2 worker dies while it reads its input.
     held = Hold(tmp_path, "reader")
-    request = Request(server, json={"size": 1 << 20, "nested": True} | keys(held, "2"))
+    request = Request(server, json={"size": 1 << 20, "nested": True} | hold_keys(held, "2"))
     victim = held.wait_inside()
     pids.add(victim)
     kill_worker(server, victim)
@@ -234,7 +212,7 @@ def test_the_arena_returns_to_baseline_whatever_happens(
     for stage in ("1", "2"):
         held = Hold(tmp_path, f"leaver{stage}")
         send_and_leave(
-            server, {"size": 1 << 20, "inplace": True, "spare": 1} | keys(held, stage), held
+            server, {"size": 1 << 20, "inplace": True, "spare": 1} | hold_keys(held, stage), held
         )
         wait_until(lambda: server.metric(f"{NS}_remaining_task") == 0, 10, "the task to go")
         held.release()

@@ -34,12 +34,16 @@ def test_each_event_is_one_data_message(start_server: StartServer) -> None:
     assert raw.headers["x-request-id"]
 
 
-def test_an_error_before_the_first_event_is_a_plain_response(start_server: StartServer) -> None:
+def test_an_error_before_the_first_event_is_one_error_event(start_server: StartServer) -> None:
+    # As in mosec: a streaming route answers with a stream, and the error is its one event.
     server = start_server("stream.py")
-    response = server.post("/stream", json={"fail_before": True, "text": "never"})
-    assert response.status_code == 422
-    assert response.headers["content-type"].startswith("text/plain")
-    assert response.text == "request validation error: refused before streaming"
+    assert events(server, fail_before=True, text="never") == [
+        (
+            "error",
+            "SSE inference error: 422: Unprocessable Content: request validation error: "
+            "refused before streaming",
+        )
+    ]
 
 
 def test_an_error_after_streaming_began_is_an_error_event(start_server: StartServer) -> None:
@@ -49,10 +53,9 @@ def test_an_error_after_streaming_began_is_an_error_event(start_server: StartSer
     assert len(received) == 3
     kind, data = received[2]
     assert kind == "error"
-    assert json.loads(data) == {
-        "status": 500,
-        "message": "inference internal error: failed while streaming",
-    }
+    assert data == (
+        "SSE inference error: 500: Internal Server Error: internal error: failed while streaming"
+    )
     # The worker is free again.
     assert events(server, text="again") == [("message", "again")]
 
@@ -115,7 +118,7 @@ def test_a_stream_idle_past_the_timeout_ends_with_a_408_event(
     assert received[0] == ("message", "tick 0")
     kind, data = received[-1]
     assert kind == "error"
-    assert json.loads(data)["status"] == 408
+    assert data.startswith("SSE inference error: 408: Request Timeout: ")
     # The worker's own (idle) timeout stopped forward, so it serves the next request.
     assert events(server, text="awake") == [("message", "awake")]
 

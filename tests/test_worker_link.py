@@ -1,6 +1,6 @@
 """The worker process against a stand-in engine: this test plays the engine's end of the socket.
 
-It checks the frame layout of docs/engine-interface.md and the worker loop's status mapping
+It checks the frame layout of engine/src/protocol.rs and the worker loop's status mapping
 without the Rust engine in between.
 """
 
@@ -99,7 +99,7 @@ def link(tmp_path: Path) -> Iterator[Any]:
         spec = WorkerSpec(
             worker=worker,
             stage_index=3,
-            stage_label="ingress",
+            stage_name="ingress",
             worker_id=2,
             max_batch_size=max_batch_size,
             timeout_s=timeout_s,
@@ -160,7 +160,7 @@ def test_batches_map_errors_per_item(link: Any) -> None:
     replies = engine.roundtrip([(1, BOTH, b"1"), (2, BOTH, b"{bad"), (3, BOTH, b"3")])
     assert [status for _, status, _ in replies] == [200, 400, 200]
     assert json.loads(replies[0][2]) == {"size": 2, "item": 1}
-    assert replies[1][2].startswith(b"request decoding error: ")
+    assert replies[1][2] == b"decoding error: decoding error"
     # An error from forward hits every item it was given.
     replies = engine.roundtrip([(4, BOTH, b'{"reject": 1}'), (5, BOTH, b"5")])
     assert [(s, p) for _, s, p in replies] == [(422, b"request validation error: rejected")] * 2
@@ -207,11 +207,12 @@ def test_eof_and_sigterm_end_the_worker_cleanly(link: Any) -> None:
     assert engine.process.exitcode == 0
 
 
-def test_failed_warmup_exits_1_without_connecting(tmp_path: Path) -> None:
+def test_failed_init_exits_1_without_connecting(tmp_path: Path) -> None:
+    # (A failed warm-up is only logged: see test_upstream_style.py.)
     spec = WorkerSpec(
-        worker=link_workers.WarmupFails,
+        worker=link_workers.InitFails,
         stage_index=0,
-        stage_label="",
+        stage_name="",
         worker_id=1,
         max_batch_size=1,
         timeout_s=0,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shm::Arena;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpSocket, UnixListener};
 use tokio::runtime::Runtime;
 use tracing::{info, warn};
 
@@ -25,11 +25,23 @@ use crate::tasks::Outcome;
 /// How long tasks failed at the end of a drain get to deliver their answer.
 const FLUSH_GRACE: Duration = Duration::from_secs(1);
 
+/// How many connections may wait to be accepted (what `TcpListener::bind` uses).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// The HTTP side of a running engine: a port bound at start, served once every worker is in.
+enum Http {
+    /// Bound but not listening: a client trying to connect is refused, as by a server that is
+    /// not up yet, so nothing a client sends can reach a pipeline that is still warming up.
+    Bound(TcpSocket),
+    /// Accepting connections; the task ends once shutdown is signalled.
+    Serving(tokio::task::JoinHandle<()>),
+}
+
 /// A running engine's parts.
 struct Running {
     runtime: Runtime,
     shared: Arc<Shared>,
-    http: tokio::task::JoinHandle<()>,
+    http: Option<Http>,
     port: u16,
 }
 
@@ -53,7 +65,8 @@ impl Engine {
         self.running.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Binds the HTTP port and the worker socket, then serves on the engine's own threads.
+    /// Binds the HTTP port and the worker socket, then serves the worker socket on the engine's
+    /// own threads. HTTP connections are accepted only after [`Engine::listen`].
     ///
     /// # Errors
     /// [`EngineError::BindHttp`] for a taken port, [`EngineError::BindSocket`],
@@ -77,7 +90,7 @@ impl Engine {
         let address = self.config.http_address();
         let socket_path = self.config.socket_path.clone();
         let (tcp, unix) = runtime.block_on(async {
-            let tcp = TcpListener::bind(&address)
+            let tcp = bind_http(&address)
                 .await
                 .map_err(|source| EngineError::BindHttp { address: address.clone(), source })?;
             // A socket file left by a crashed run would make bind fail; it serves nobody.
@@ -93,11 +106,49 @@ impl Engine {
         })?;
         let stores = Arc::new(self.open_stores(&runtime)?);
         let shared = Arc::new(Shared::new(self.config.clone(), documents, stores));
-        let http = runtime.spawn(serve_http(tcp, shared.clone()));
         runtime.spawn(serve_links(unix, shared.clone()));
-        info!(address = %address, port, routes = shared.routes.len(), "engine listening");
-        *running = Some(Running { runtime, shared, http, port });
+        info!(address = %address, port, routes = shared.routes.len(), "engine started");
+        *running = Some(Running { runtime, shared, http: Some(Http::Bound(tcp)), port });
         Ok(())
+    }
+
+    /// Starts accepting HTTP connections once every stage has had all its workers connected,
+    /// waiting up to `wait` for that. Returns whether the engine is now listening; calling it
+    /// again once listening returns true at once.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`], or [`EngineError::Listen`] when the bound port cannot
+    /// listen (another socket bound to it started listening first).
+    pub fn listen(&self, wait: Duration) -> Result<bool, EngineError> {
+        let (handle, mut started) = {
+            let running = self.running();
+            let running = running.as_ref().ok_or(EngineError::NotRunning)?;
+            if matches!(running.http, Some(Http::Serving(_))) {
+                return Ok(true);
+            }
+            (running.runtime.handle().clone(), running.shared.all_started.subscribe())
+        };
+        // Waited for without the lock, so the other control calls are not held up.
+        let started = handle
+            .block_on(async { tokio::time::timeout(wait, started.wait_for(|all| *all)).await })
+            .is_ok();
+        if !started {
+            return Ok(false);
+        }
+        let mut running = self.running();
+        let running = running.as_mut().ok_or(EngineError::NotRunning)?;
+        let Some(Http::Bound(socket)) = running.http.take() else {
+            return Ok(running.http.is_some());
+        };
+        let _entered = handle.enter();
+        let address = self.config.http_address();
+        let listener = socket
+            .listen(LISTEN_BACKLOG)
+            .map_err(|source| EngineError::Listen { address: address.clone(), source })?;
+        running.http =
+            Some(Http::Serving(handle.spawn(serve_http(listener, running.shared.clone()))));
+        info!(address = %address, port = running.port, "engine listening: every worker is in");
+        Ok(true)
     }
 
     /// Creates the arena (sweeping files of crashed servers first) and starts the Redis key
@@ -140,9 +191,11 @@ impl Engine {
         self.running().as_ref().map(|r| r.port).ok_or(EngineError::NotRunning)
     }
 
-    /// Whether every stage has its workers connected and the engine is not draining.
+    /// Whether the engine accepts HTTP connections and is not draining.
     pub fn is_ready(&self) -> bool {
-        self.running().as_ref().is_some_and(|r| r.shared.is_ready())
+        self.running()
+            .as_ref()
+            .is_some_and(|r| matches!(r.http, Some(Http::Serving(_))) && !r.shared.is_draining())
     }
 
     /// Connected workers per stage (empty when not running).
@@ -179,7 +232,9 @@ impl Engine {
                 let _ = tokio::time::timeout(FLUSH_GRACE, tasks.wait_for(|n| *n == 0)).await;
             }
             shared.shutdown.send_replace(true);
-            let _ = http.await;
+            if let Some(Http::Serving(http)) = http {
+                let _ = http.await;
+            }
             drained
         });
         // Close every queue so links blocked on an empty one wake up and end.
@@ -193,6 +248,18 @@ impl Engine {
         info!(drained, "engine stopped");
         drained
     }
+}
+
+/// Binds the HTTP address without listening on it yet; `SO_REUSEADDR` as `TcpListener::bind`
+/// sets it, so a restarted server is not refused by connections of the last run in TIME_WAIT.
+async fn bind_http(address: &str) -> std::io::Result<TcpSocket> {
+    let resolved = tokio::net::lookup_host(address).await?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing")
+    })?;
+    let socket = if resolved.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(resolved)?;
+    Ok(socket)
 }
 
 impl Drop for Engine {

@@ -16,6 +16,14 @@ pub enum EngineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The bound HTTP port could not start listening.
+    #[error("cannot listen on {address}: {source} (is another server using this port?)")]
+    Listen {
+        /// `address:port` that failed.
+        address: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The worker socket could not be created.
     #[error("cannot create the worker socket {path}: {source}")]
     BindSocket {

@@ -14,6 +14,7 @@ use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::batcher::{collect, Queued};
+use crate::metrics::StageLabels;
 use crate::protocol::{
     read_frame, write_items, Frame, FrameKind, Hello, Item, ProtocolError, FLAG_REFERENCE,
 };
@@ -44,8 +45,9 @@ pub async fn serve_links(listener: UnixListener, shared: Arc<Shared>) {
 struct Connected<'a>(&'a Stage);
 
 impl<'a> Connected<'a> {
-    fn new(stage: &'a Stage) -> Self {
+    fn new(shared: &Shared, stage: &'a Stage) -> Self {
         stage.connected.fetch_add(1, Ordering::AcqRel);
+        shared.note_connected();
         Self(stage)
     }
 }
@@ -98,17 +100,20 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
             "worker names an unknown stage; closed"
         );
     };
-    let _connected = Connected::new(stage);
+    let _connected = Connected::new(&shared, stage);
     info!(
-        stage = %stage.label.stage, worker_id = hello.worker_id, worker_pid = hello.pid,
+        stage = %stage.config.name, worker_id = hello.worker_id, worker_pid = hello.pid,
         "worker connected"
     );
     let (frames, _reader) = spawn_reader(reader);
     let (cancel_sender, cancelled) = mpsc::unbounded_channel();
+    let labels =
+        StageLabels { stage: stage.config.name.clone(), connection: hello.worker_id.to_string() };
     let mut link = Link {
         shared: &shared,
         stage,
         hello,
+        labels,
         frames,
         writer: BufWriter::new(writer),
         cancel_sender,
@@ -128,7 +133,7 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
         }
     }
     info!(
-        stage = %stage.label.stage, worker_id = hello.worker_id, worker_pid = hello.pid, reason,
+        stage = %stage.config.name, worker_id = hello.worker_id, worker_pid = hello.pid, reason,
         "worker disconnected"
     );
 }
@@ -144,6 +149,9 @@ struct Link<'a> {
     shared: &'a Shared,
     stage: &'a Stage,
     hello: Hello,
+    /// This link's metric labels: the stage's name and the worker's id, as mosec's
+    /// `stage` and `connection`.
+    labels: StageLabels,
     /// Frames from the worker, read by the reader task.
     frames: mpsc::Receiver<Result<Frame, ProtocolError>>,
     writer: BufWriter<OwnedWriteHalf>,
@@ -209,13 +217,13 @@ impl Link<'_> {
                     self.shared
                         .metrics
                         .process_duration
-                        .get_or_create(&self.stage.label)
+                        .get_or_create(&self.labels)
                         .observe(started.elapsed().as_secs_f64());
                     self.dispatch(items, results);
                 }
                 Err(err) => {
                     warn!(
-                        stage = %self.stage.label.stage, worker_pid = self.hello.pid, error = %err,
+                        stage = %self.stage.config.name, worker_pid = self.hello.pid, error = %err,
                         tasks = items.len(), "worker failed while holding a batch; its tasks get 500"
                     );
                     let message = format!(
@@ -234,7 +242,7 @@ impl Link<'_> {
     fn observe_batch(&self, size: usize, opened: Instant) {
         if self.stage.config.max_batch_size > 1 {
             let metrics = &self.shared.metrics;
-            let label = &self.stage.label;
+            let label = &self.labels;
             metrics.batch_size.get_or_create(label).observe(size as f64);
             metrics.batch_duration.get_or_create(label).observe(opened.elapsed().as_secs_f64());
         }
@@ -297,7 +305,7 @@ impl Link<'_> {
                 {
                     Ok(objects) => output = objects,
                     Err(err) => {
-                        warn!(stage = %self.stage.label.stage, error = %err, "refused a store reference");
+                        warn!(stage = %self.stage.config.name, error = %err, "refused a store reference");
                         status = 500;
                         payload = Bytes::from(format!("inference internal error: {err}"));
                     }

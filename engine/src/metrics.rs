@@ -3,7 +3,7 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -24,21 +24,48 @@ pub struct CarriedLabels {
     pub carried: &'static str,
 }
 
-/// Labels of per-stage metrics.
+/// Labels of per-stage metrics, mosec's: a dashboard written for mosec reads ours unchanged.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StageLabels {
-    /// `<index>_<worker class name>`: unique even when one class serves two stages.
+    /// The stage's name, `<WorkerClass>_<n>`: unique even when one class serves two stages.
     pub stage: String,
+    /// The worker's id within its stage; `total` on the end-to-end series.
+    pub connection: String,
 }
 
-fn seconds_histogram() -> Histogram {
-    // 100 µs .. ~52 s, doubling.
-    Histogram::new(exponential_buckets(1e-4, 2.0, 20))
+impl StageLabels {
+    /// The labels of whole requests, from arrival to answer.
+    pub fn total() -> Self {
+        Self { stage: "total".into(), connection: "total".into() }
+    }
+}
+
+/// Seconds, doubling from 1 ms up to the first bucket past the request timeout (mosec's).
+fn duration_histogram(timeout_ms: u64) -> Histogram {
+    let buckets = (timeout_ms.max(1) as f64).log2().ceil() as u16 + 1;
+    Histogram::new(exponential_buckets(1e-3, 2.0, buckets))
+}
+
+fn batch_duration_histogram() -> Histogram {
+    // 1 ms .. 4.096 s, doubling.
+    Histogram::new(exponential_buckets(1e-3, 2.0, 13))
 }
 
 fn batch_size_histogram() -> Histogram {
-    // 1 .. 1024, doubling.
-    Histogram::new(exponential_buckets(1.0, 2.0, 11))
+    // 1 .. 512, doubling.
+    Histogram::new(exponential_buckets(1.0, 2.0, 10))
+}
+
+/// Makes the duration histograms, whose buckets depend on the request timeout.
+#[derive(Clone)]
+pub struct DurationHistogram {
+    timeout_ms: u64,
+}
+
+impl MetricConstructor<Histogram> for DurationHistogram {
+    fn new_metric(&self) -> Histogram {
+        duration_histogram(self.timeout_ms)
+    }
 }
 
 /// Every metric family of the engine.
@@ -46,8 +73,9 @@ pub struct Metrics {
     registry: Registry,
     /// Responses by code and endpoint.
     pub throughput: Family<CodeLabels, Counter>,
-    /// Time a worker spent on a batch, by stage.
-    pub process_duration: Family<StageLabels, Histogram>,
+    /// Time a worker spent on a batch, by stage and worker; whole successful requests under
+    /// [`StageLabels::total`].
+    pub process_duration: Family<StageLabels, Histogram, DurationHistogram>,
     /// Items per batch, by batching stage.
     pub batch_size: Family<StageLabels, Histogram>,
     /// Time a batch waited to fill, by batching stage.
@@ -67,39 +95,48 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every family under `namespace`.
-    pub fn new(namespace: &str) -> Self {
+    /// Registers every family under `namespace`; `timeout_ms` bounds the duration buckets.
+    pub fn new(namespace: &str, timeout_ms: u64) -> Self {
         let mut registry = Registry::with_prefix(namespace);
         let throughput = Family::<CodeLabels, Counter>::default();
-        let process_duration =
-            Family::<StageLabels, Histogram>::new_with_constructor(seconds_histogram as fn() -> _);
+        let process_duration = Family::new_with_constructor(DurationHistogram { timeout_ms });
         let batch_size = Family::<StageLabels, Histogram>::new_with_constructor(
             batch_size_histogram as fn() -> _,
         );
-        let batch_duration =
-            Family::<StageLabels, Histogram>::new_with_constructor(seconds_histogram as fn() -> _);
+        let batch_duration = Family::<StageLabels, Histogram>::new_with_constructor(
+            batch_duration_histogram as fn() -> _,
+        );
         let remaining_task = Gauge::default();
         let ipc_bytes = Family::<CarriedLabels, Counter>::default();
         let store_full = Counter::default();
         let (shm_capacity, shm_used, shm_objects) =
             (Gauge::default(), Gauge::default(), Gauge::default());
+        // mosec's names and help texts for mosec's families.
         registry.register(
             "throughput",
-            "responses by status code and endpoint",
+            "service inference endpoint throughput",
             throughput.clone(),
         );
         registry.register(
             "process_duration_second",
-            "seconds a worker spent on one batch",
+            "process duration for each connection in each stage",
             process_duration.clone(),
         );
-        registry.register("batch_size", "items in one batch", batch_size.clone());
+        registry.register(
+            "batch_size",
+            "batch size for each connection in each stage",
+            batch_size.clone(),
+        );
         registry.register(
             "batch_duration_second",
-            "seconds a batch waited to fill",
+            "dynamic batching duration for each connection in each stage",
             batch_duration.clone(),
         );
-        registry.register("remaining_task", "tasks in flight", remaining_task.clone());
+        registry.register(
+            "remaining_task",
+            "remaining tasks for the whole service",
+            remaining_task.clone(),
+        );
         registry.register("ipc_bytes", "bytes passed between stages, by how", ipc_bytes.clone());
         registry.register(
             "store_full",
@@ -151,13 +188,19 @@ mod tests {
 
     #[test]
     fn renders_with_the_namespace_prefix() {
-        let metrics = Metrics::new("demo");
+        let metrics = Metrics::new("demo", 3000);
         metrics.count_response(200, "/inference");
-        metrics.batch_size.get_or_create(&StageLabels { stage: "1_Echo".into() }).observe(4.0);
+        let labels = StageLabels { stage: "Echo_1".into(), connection: "2".into() };
+        metrics.batch_size.get_or_create(&labels).observe(4.0);
+        metrics.process_duration.get_or_create(&StageLabels::total()).observe(0.01);
         metrics.remaining_task.set(3);
         let text = metrics.render();
         assert!(text.contains("demo_throughput_total{code=\"200\",endpoint=\"/inference\"} 1"));
-        assert!(text.contains("demo_batch_size_count{stage=\"1_Echo\"} 1"));
+        assert!(text.contains("demo_batch_size_count{stage=\"Echo_1\",connection=\"2\"} 1"));
+        // 1 ms doubling to 4.096 s, the first bucket past a 3 s timeout, as mosec's.
+        let total = "demo_process_duration_second_bucket{le=\"4.096\",stage=\"total\",connection=\"total\"} 1";
+        assert!(text.contains(total), "{text}");
+        assert!(!text.contains("le=\"8.192\""));
         assert!(text.contains("demo_remaining_task 3"));
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::batcher::StageQueue;
 use crate::config::{Config, RouteConfig, StageConfig};
 use crate::http::documents::Documents;
-use crate::metrics::{Metrics, StageLabels};
+use crate::metrics::Metrics;
 use crate::refs::Stores;
 use crate::tasks::{Pipeline, TaskTable};
 
@@ -19,8 +19,6 @@ use crate::tasks::{Pipeline, TaskTable};
 pub struct Stage {
     /// Its configuration.
     pub config: StageConfig,
-    /// `<index>_<name>`, the label of its metrics.
-    pub label: StageLabels,
     /// Items waiting for one of its workers.
     pub queue: StageQueue,
     /// Worker links now connected.
@@ -57,8 +55,9 @@ pub struct Shared {
     pub capacity: Arc<Semaphore>,
     /// Set once shutdown starts: new requests get 503.
     pub draining: AtomicBool,
-    /// Latched once every stage had all its workers connected at the same time.
-    all_started: AtomicBool,
+    /// Flips to true once every stage has had all its workers connected at the same time:
+    /// the moment the engine may start accepting HTTP connections (see `Engine::listen`).
+    pub all_started: watch::Sender<bool>,
     /// Flips to true when the engine must stop; every loop watches it.
     pub shutdown: watch::Sender<bool>,
 }
@@ -69,9 +68,7 @@ impl Shared {
         let stages = config
             .stages
             .iter()
-            .enumerate()
-            .map(|(index, stage)| Stage {
-                label: StageLabels { stage: format!("{}_{}", index + 1, stage.name) },
+            .map(|stage| Stage {
                 queue: StageQueue::default(),
                 connected: AtomicUsize::new(0),
                 max_wait: Duration::from_millis(stage.max_wait_time_ms),
@@ -88,36 +85,37 @@ impl Shared {
             })
             .collect();
         Self {
-            metrics: Metrics::new(&config.namespace),
+            metrics: Metrics::new(&config.namespace, config.timeout_ms),
             capacity: Arc::new(Semaphore::new(config.capacity)),
             tasks: Arc::new(TaskTable::new(stores)),
             documents,
             stages,
             routes,
             draining: AtomicBool::new(false),
-            all_started: AtomicBool::new(false),
+            all_started: watch::channel(false).0,
             shutdown: watch::channel(false).0,
             config,
         }
     }
 
-    /// Ready to serve: at start every stage must have all its workers connected; after that,
-    /// at least one per stage (a restarting worker does not take the server out of rotation).
-    pub fn is_ready(&self) -> bool {
-        if self.draining.load(Ordering::Acquire) {
-            return false;
+    /// Notes that a worker of some stage connected: the first time every stage has its full
+    /// `num` connected, `all_started` flips (and stays set while workers come and go).
+    pub fn note_connected(&self) {
+        if *self.all_started.borrow() {
+            return;
         }
-        if !self.all_started.load(Ordering::Acquire) {
-            let all = self
-                .stages
-                .iter()
-                .all(|stage| stage.connected.load(Ordering::Acquire) >= stage.config.num);
-            if !all {
-                return false;
-            }
-            self.all_started.store(true, Ordering::Release);
+        let all = self
+            .stages
+            .iter()
+            .all(|stage| stage.connected.load(Ordering::Acquire) >= stage.config.num);
+        if all {
+            self.all_started.send_replace(true);
         }
-        self.stages.iter().all(|stage| stage.connected.load(Ordering::Acquire) >= 1)
+    }
+
+    /// Whether every stage has had all its workers connected once.
+    pub fn all_started(&self) -> bool {
+        *self.all_started.borrow()
     }
 
     /// Whether shutdown has started.

@@ -87,12 +87,10 @@ fn spawn_worker(socket: PathBuf, behaviour: Behaviour) -> std::thread::JoinHandl
     })
 }
 
+/// Listens once the worker is in, as the supervisor does.
 fn wait_ready(engine: &Engine) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !engine.is_ready() {
-        assert!(Instant::now() < deadline, "worker never connected");
-        std::thread::yield_now();
-    }
+    assert!(engine.listen(Duration::from_secs(10)).unwrap(), "worker never connected");
+    assert!(engine.is_ready());
 }
 
 /// One HTTP/1.1 request; returns (status, headers, body) as text.
@@ -115,7 +113,10 @@ fn request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String, St
 #[test]
 fn echoes_through_a_worker_and_serves_health_and_metrics() {
     let (engine, port, socket) = start("echo", 3000, 1024);
-    assert_eq!(request(port, "GET", "/", b"").0, 503, "not ready before a worker connects");
+    // Bound at start, so the port is taken, but refusing connections until the worker is in.
+    let refused = TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(!engine.listen(Duration::from_millis(50)).unwrap(), "no worker yet");
     let worker = spawn_worker(socket, Behaviour::Echo);
     wait_ready(&engine);
     let (status, headers, body) = request(port, "POST", "/inference", b"{\"x\": 1}");
@@ -127,7 +128,7 @@ fn echoes_through_a_worker_and_serves_health_and_metrics() {
     assert!(
         metrics.contains("mosec_service_throughput_total{code=\"200\",endpoint=\"/inference\"} 1")
     );
-    assert!(metrics.contains("mosec_service_batch_size_count{stage=\"1_Echo\"} 1"));
+    assert!(metrics.contains("mosec_service_batch_size_count{stage=\"Echo\",connection=\"1\"} 1"));
     assert!(engine.shutdown(Duration::from_secs(1)));
     worker.join().unwrap();
 }

@@ -1,4 +1,8 @@
-"""Mixins that change how a worker encodes requests, responses and data between stages."""
+"""Mixins that change how a worker encodes requests, responses and data between stages.
+
+The store-backed IPC mixins (``ShmIPCMixin``, ``RedisShmIPCMixin``, ``ArrowShmIPCMixin``,
+``PlasmaShmIPCMixin``) are thin adapters over the store layer, :mod:`mosec.store`.
+"""
 
 from mosec.mixin.arrow_worker import ArrowShmIPCMixin
 from mosec.mixin.msgpack_worker import MsgpackMixin

@@ -2,7 +2,7 @@
 
 The arena, its lifetime rule and ``shm_empty`` are :class:`~mosec.mixin.ShmIPCMixin`'s; this
 mixin changes only the format of arrays, tables and record batches (see
-:mod:`mosec.mixin.arrow_codec`), so any Arrow reader can make sense of the bytes.
+:mod:`mosec.store.arrow`), so any Arrow reader can make sense of the bytes.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from mosec.mixin.shm_worker import ShmIPCMixin, arena_store
+from mosec.mixin.shm_worker import ShmIPCMixin
+from mosec.store.arena import arena_store
 
 
 def _codec() -> ModuleType:
     """The Arrow codec, imported on first use so that mosec works without pyarrow."""
     try:
-        from mosec.mixin import arrow_codec
+        from mosec.store import arrow
     except ImportError as err:
         raise ImportError("ArrowShmIPCMixin needs pyarrow: pip install 'pyarrow>=14'") from err
-    return arrow_codec
+    return arrow
 
 
 class ArrowShmIPCMixin(ShmIPCMixin):
@@ -50,7 +51,7 @@ class ArrowShmIPCMixin(ShmIPCMixin):
         in_place = (
             type(data) is np.ndarray
             and bool(self._shm_leases())
-            and store.arena.offset_of(data) is not None
+            and store.mapping.offset_of(data) is not None
         )
         if not in_place:
             payload = _codec().encode(data, store)

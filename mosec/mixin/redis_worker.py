@@ -1,8 +1,8 @@
 """``RedisShmIPCMixin``: stage outputs through Redis, with mosec 0.9's ``set_redis_url``.
 
 Large outputs go to Redis and only their keys cross the engine; small ones travel inline. The
-encoding is :mod:`mosec.mixin.store_codec`'s; keys, round trips and expiry are described in
-:mod:`mosec.mixin.redis_store`.
+encoding is :mod:`mosec.store.codec`'s; keys, round trips and expiry are described in
+:mod:`mosec.store.redis`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from mosec.mixin.redis_store import DEFAULT_TTL_MS, RedisStore, connect
-from mosec.mixin.store_codec import INLINE_BELOW, decode, encode, is_plain_array
+from mosec.store.codec import INLINE_BELOW, decode, encode, is_plain_array
+from mosec.store.redis import DEFAULT_TTL_MS, RedisStore, connect
+from mosec.store.settings import REDIS_URL_ENV
 
-#: Variable carrying the URL to worker processes. ``set_redis_url`` runs in the server process,
-#: usually under ``if __name__ == "__main__"``, which spawned workers never execute, so the
-#: class attribute alone would not reach them; the environment they inherit does.
-REDIS_URL_ENV = "MOSEC_REDIS_URL"
+# REDIS_URL_ENV lived here before mosec.store; scripts and tests still import it from here.
+__all__ = ["REDIS_URL_ENV", "RedisShmIPCMixin"]
 
 # This process's store, and the pid that made it (a forked child must not share the socket).
 _store: RedisStore | None = None
@@ -35,9 +34,10 @@ class RedisShmIPCMixin:
 
         class Preprocess(RedisShmIPCMixin, Worker): ...
 
-    A server uses one Redis. TCP (``redis://host:port/db``) and Unix-socket
-    (``unix:///path/redis.sock?db=0``) URLs both work. Each worker process opens one connection
-    on first use; hiredis parses replies when it is installed.
+    A server uses one Redis URL: stages set to different URLs stop the server at start. TCP
+    (``redis://host:port/db``) and Unix-socket (``unix:///path/redis.sock?db=0``) URLs both
+    work. Each worker process opens one connection on first use; hiredis parses replies when
+    it is installed.
 
     Numpy arrays go as one key holding their bytes; other objects as a pickle with each large
     buffer under its own key. The next stage reads and deletes the keys in one round trip and
@@ -50,7 +50,7 @@ class RedisShmIPCMixin:
     _mosec_store = "redis"
     #: Where Redis is; read by the server to give the engine the same URL.
     _redis_url: str | None = None
-    #: Expiry of every key, in milliseconds (a backstop; see :mod:`mosec.mixin.redis_store`).
+    #: Expiry of every key, in milliseconds (a backstop; see :mod:`mosec.store.redis`).
     _redis_ttl_ms: int = DEFAULT_TTL_MS
 
     @classmethod

@@ -1,85 +1,22 @@
 """``ShmIPCMixin``: stage outputs through the server's shared-memory arena.
 
 Only a 32-byte reference per object crosses the engine; the consumer reads the producer's bytes
-in place. See :mod:`mosec.mixin.store_codec` for the encoding and :mod:`mosec.mixin.arena` for
-the arena and the lifetime rule.
+in place. See :mod:`mosec.store.codec` for the encoding, :mod:`mosec.store.arena` for the store
+and :mod:`mosec.store.mapping` for the arena's lifetime rule.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from mosec.mixin import arena as arena_module
-from mosec.mixin.store_codec import decode, encode
+from mosec.store.arena import ArenaStore, arena_store
+from mosec.store.codec import decode, encode
 
-#: Bytes of an arena object id in a reference.
-_ID_LEN = 32
-
-
-class ArenaStore:
-    """The arena as a :class:`~mosec.mixin.store_codec.Store`."""
-
-    kind = 1
-
-    def __init__(self, arena: arena_module.Arena) -> None:
-        """Wrap this process's arena."""
-        self.arena = arena
-
-    def put_many(self, buffers: Sequence[memoryview]) -> list[bytes]:
-        """Copy each buffer into a new object (all or none)."""
-        ids: list[bytes] = []
-        try:
-            for buffer in buffers:
-                ids.append(self.arena.put(buffer))
-        except BaseException:
-            self.discard(ids)
-            raise
-        return ids
-
-    def new_array(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[bytes, np.ndarray]:
-        """A leased object viewed as a writable C-order array."""
-        nbytes = max(1, math.prod(shape) * np.dtype(dtype).itemsize)
-        reference, offset = self.arena.alloc(nbytes)
-        return reference, self.arena.array(offset, shape, dtype, writable=True)
-
-    def seal(self, object_id: bytes) -> None:
-        """Seal an object written in place."""
-        self.arena.seal(object_id)
-
-    def discard(self, object_ids: Sequence[bytes]) -> None:
-        """Free objects that will not be handed over."""
-        for object_id in object_ids:
-            self.arena.free(object_id)
-
-    def fetch(self, object_ids: Sequence[bytes]) -> list[memoryview]:
-        """Read-only views of sealed objects (validated)."""
-        return [self.arena.readable(object_id) for object_id in object_ids]
-
-    def pack_ids(self, object_ids: Sequence[bytes]) -> bytes:
-        """References are already in wire form."""
-        return b"".join(object_ids)
-
-    def unpack_ids(self, payload: memoryview, count: int) -> tuple[list[bytes], int]:
-        """``count`` 32-byte references."""
-        used = count * _ID_LEN
-        if len(payload) < used:
-            raise ValueError("arena reference cut short")
-        return [bytes(payload[i : i + _ID_LEN]) for i in range(0, used, _ID_LEN)], used
-
-
-_store: ArenaStore | None = None
-
-
-def arena_store() -> ArenaStore:
-    """This process's arena store."""
-    global _store
-    if _store is None:
-        _store = ArenaStore(arena_module.current())
-    return _store
+# ArenaStore and arena_store lived here before mosec.store; scripts still import them from here.
+__all__ = ["ArenaStore", "ShmIPCMixin", "arena_store"]
 
 
 class ShmIPCMixin:
@@ -125,7 +62,7 @@ class ShmIPCMixin:
             return np.empty(shape, dtype=dtype)
         store = arena_store()
         reference, array = store.new_array(shape, np.dtype(dtype))
-        offset = store.arena.offset_of(array)
+        offset = store.mapping.offset_of(array)
         assert offset is not None  # it was just made in the arena
         self._shm_leases()[offset] = (reference, array.nbytes)
         return array
@@ -136,7 +73,7 @@ class ShmIPCMixin:
         sealed = None
         leases = self._shm_leases()
         if leases and type(data) is np.ndarray and data.flags.c_contiguous:
-            offset = store.arena.offset_of(data)
+            offset = store.mapping.offset_of(data)
             lease = leases.get(offset) if offset is not None else None
             if lease is not None and lease[1] == data.nbytes:
                 del leases[offset]  # type: ignore[arg-type]

@@ -40,8 +40,8 @@ import numpy as np
 
 from mosec import Server, ServerError, ValidationError, Worker
 from mosec.mixin import ShmIPCMixin
-from mosec.mixin.shm_worker import arena_store
 from mosec.protocol import StoreReference
+from mosec.store.arena import arena_store
 
 HEADER = 2048
 HOLD_LIMIT_S = 60.0
@@ -100,7 +100,7 @@ def forged(kind: str, data: dict) -> StoreReference:
     if kind == "store-empty":
         return StoreReference(b"\x09\x00\x00" + meta)
     if kind == "unsealed":
-        reference, _ = store.arena.alloc(64)
+        reference, _ = store.mapping.alloc(64)
         return StoreReference(b"\x01\x01\x00" + reference + meta)
     valid = store.put_many([memoryview(bytes(64))])[0]
     arena_id, offset, size, generation = struct.unpack("<QQQQ", valid)
@@ -132,7 +132,7 @@ class Produce(ShmIPCMixin, Worker):
         out = None
         if data.get("inplace"):
             out = self.shm_empty(HEADER + size, np.uint8)
-            header["inplace_offset"] = arena_store().arena.offset_of(out)
+            header["inplace_offset"] = arena_store().mapping.offset_of(out)
         behave(data, "1")
         if "forge" in data:
             return {"forge": data["forge"]}
@@ -177,7 +177,7 @@ class Consume(ShmIPCMixin, Worker):
             "pids": [header["pid"], os.getpid()],
             "sha256": hashlib.sha256(array[HEADER:]).hexdigest(),
             "size": int(array.size - HEADER),
-            "offset": arena_store().arena.offset_of(array),
+            "offset": arena_store().mapping.offset_of(array),
             "inplace_offset": header["inplace_offset"],
             "writeable": bool(array.flags.writeable),
         }

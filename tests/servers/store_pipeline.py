@@ -6,6 +6,8 @@ Environment (the workers inherit it, so every process builds the same classes):
 - ``TEST_REDIS_URL``: the Redis to use (``redis``);
 - ``TEST_OWN_REDIS_PORT``: start redis-server on this port as a registered daemon named
   ``redis`` and write its pid to ``$TEST_OUT_DIR/redis.pid`` (``redis``, instead of the URL);
+- ``TEST_SECOND_REDIS_URL``: set the second stage to this other Redis URL (``redis``), which
+  the server must refuse at start;
 - ``TEST_SECOND_TIMEOUT_S``: the second stage's own forward timeout (default: ``--timeout``).
 
 A request is a JSON object: :func:`store_objects.build` makes the object from it in the first
@@ -30,6 +32,7 @@ from mosec.mixin import (
     RedisShmIPCMixin,
     ShmIPCMixin,
 )
+from mosec.store.codec import INLINE_BELOW
 
 MIXIN = {
     "redis": RedisShmIPCMixin,
@@ -90,16 +93,16 @@ def _addresses(data):
             for buffer in chunk.buffers()
             if buffer is not None and buffer.size >= 4096
         ]
-    return [a.__array_interface__["data"][0] for a in _arrays(data) if a.nbytes >= 65536]
+    return [a.__array_interface__["data"][0] for a in _arrays(data) if a.nbytes >= INLINE_BELOW]
 
 
 def _in_arena(address):
     if MIXIN is RedisShmIPCMixin:
         return False
-    from mosec.mixin import arena
+    from mosec.store.mapping import arena_mapping
 
-    current = arena.current()
-    return 0 <= address - current.base < len(current.view)
+    mapping = arena_mapping()
+    return 0 <= address - mapping.base < len(mapping.view)
 
 
 def start_redis(port):
@@ -119,6 +122,8 @@ if __name__ == "__main__":
             RedisShmIPCMixin.set_redis_url(f"redis://127.0.0.1:{own_port}/0")
         else:
             RedisShmIPCMixin.set_redis_url(os.environ["TEST_REDIS_URL"])
+        if "TEST_SECOND_REDIS_URL" in os.environ:
+            Consume.set_redis_url(os.environ["TEST_SECOND_REDIS_URL"])
     if MIXIN is PlasmaShmIPCMixin:
         PlasmaShmIPCMixin.set_plasma_path("/tmp/plasma.sock")
         PlasmaShmIPCMixin.set_plasma_path("/tmp/plasma.sock")  # explained once

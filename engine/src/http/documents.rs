@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use http::header::{HeaderValue, LOCATION};
 use http::{Response, StatusCode};
 
 use super::response::{text, with_body, Body};
@@ -87,6 +88,12 @@ impl Documents {
                 None => text(StatusCode::NOT_FOUND, "not found: no OpenAPI document"),
             });
         }
+        if path == SWAGGER_PREFIX.trim_end_matches('/') {
+            // The page's assets are relative links: they resolve only under the slash.
+            let mut redirect = text(StatusCode::TEMPORARY_REDIRECT, "moved to /openapi/swagger/");
+            redirect.headers_mut().insert(LOCATION, HeaderValue::from_static(SWAGGER_PREFIX));
+            return Some(redirect);
+        }
         let name = path.strip_prefix(SWAGGER_PREFIX)?;
         let name = if name.is_empty() { "index.html" } else { name };
         Some(match self.assets.get(name) {
@@ -117,6 +124,9 @@ mod tests {
         assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
         let index = documents.serve("/openapi/swagger/").unwrap();
         assert_eq!(index.status(), StatusCode::OK);
+        let redirect = documents.serve("/openapi/swagger").unwrap();
+        assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(redirect.headers()[LOCATION], SWAGGER_PREFIX);
         let escape = documents.serve("/openapi/swagger/../../etc/passwd").unwrap();
         assert_eq!(escape.status(), StatusCode::NOT_FOUND);
         assert!(documents.serve("/inference").is_none());

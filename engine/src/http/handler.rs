@@ -10,11 +10,11 @@ use hyper::body::Incoming;
 
 use super::infer::infer;
 use super::request_id::{request_id, REQUEST_ID};
-use super::response::{finish, text, with_body, Body};
+use super::response::{finish, text, with_body, Body, SHUTTING_DOWN};
 use crate::state::Shared;
 
-/// Content type of the Prometheus text exposition.
-const METRICS_MIME: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the metrics, mosec's (Prometheus reads the text either way).
+const METRICS_MIME: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Handles one request; never fails (every problem becomes a status code).
 pub async fn handle(
@@ -53,13 +53,13 @@ fn with_request_id(mut response: Response<Body>, id: Bytes) -> Response<Body> {
     response
 }
 
+/// `GET /`: the engine accepts connections only once every stage has warmed up and connected
+/// (see `Engine::listen`), so a client that can connect is served; 503 once the drain starts.
 fn readiness(shared: &Shared) -> Response<Body> {
     if shared.is_draining() {
-        text(StatusCode::SERVICE_UNAVAILABLE, "service unavailable: server is shutting down")
-    } else if shared.is_ready() {
-        text(StatusCode::OK, "mosec service is ready")
+        text(StatusCode::SERVICE_UNAVAILABLE, SHUTTING_DOWN)
     } else {
-        text(StatusCode::SERVICE_UNAVAILABLE, "service unavailable: workers are starting")
+        text(StatusCode::OK, "MOSEC service")
     }
 }
 

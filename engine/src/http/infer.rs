@@ -13,9 +13,10 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tracing::{debug, warn};
 
 use super::compression::{self, DecodeError};
-use super::response::{status_from_worker, text, with_body, Body};
-use super::sse::{data_event, EventStream, EVENT_STREAM};
+use super::response::{status_from_worker, text, with_body, Body, SHUTTING_DOWN};
+use super::sse::{data_event, error_event, EventStream, EVENT_STREAM};
 use crate::batcher::Queued;
+use crate::metrics::StageLabels;
 use crate::state::{Route, Shared};
 use crate::tasks::{Outcome, TaskGuard};
 
@@ -39,6 +40,11 @@ pub async fn infer(
         }
     };
     let status = response.status().as_u16();
+    if status == 200 && !route.stream {
+        // A stream's answer is not over yet; its length says nothing of the service.
+        let total = shared.metrics.process_duration.get_or_create(&StageLabels::total());
+        total.observe(started.elapsed().as_secs_f64());
+    }
     let request_id = String::from_utf8_lossy(&request_id);
     let latency_ms = started.elapsed().as_secs_f64() * 1e3;
     if status >= 500 {
@@ -55,10 +61,7 @@ async fn admit(
     shared: &Shared,
 ) -> Result<(Bytes, OwnedSemaphorePermit), Response<Body>> {
     if shared.is_draining() {
-        return Err(text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service unavailable: server is shutting down",
-        ));
+        return Err(text(StatusCode::SERVICE_UNAVAILABLE, SHUTTING_DOWN));
     }
     let Ok(permit) = shared.capacity.clone().try_acquire_owned() else {
         let message =
@@ -191,8 +194,9 @@ fn respond(outcome: Outcome, route: &Route, accept: Option<compression::Coding>)
     }
 }
 
-/// Runs a streaming task: errors before the first event are plain error responses; after it,
-/// the response is an event stream that lives while events keep coming.
+/// Runs a streaming task. Once admitted, the answer is always an event stream, as in mosec:
+/// an error before the first event is a stream of one `event: error`; after it, the stream
+/// lives while events keep coming and ends with the outcome (an error event when it failed).
 async fn stream(
     body: Bytes,
     permit: OwnedSemaphorePermit,
@@ -212,17 +216,22 @@ async fn stream(
             return if status == StatusCode::OK {
                 event_stream_response(http_body_util::Empty::new().boxed())
             } else {
-                text(status, outcome.body)
+                single_event(error_event(status.as_u16(), &outcome.body))
             };
         }
         () = tokio::time::sleep(timeout) => {
             let outcome = timeout_outcome(shared);
-            return text(StatusCode::REQUEST_TIMEOUT, outcome.body);
+            return single_event(error_event(outcome.status, &outcome.body));
         }
     };
     let keepalive = Duration::from_millis(shared.config.sse_keepalive_ms);
     let stream = EventStream::new(first, events, outcome, keepalive, timeout, guard, permit);
     event_stream_response(stream.boxed())
+}
+
+/// An event stream of exactly one event.
+fn single_event(event: Bytes) -> Response<Body> {
+    event_stream_response(http_body_util::Full::new(event).boxed())
 }
 
 fn event_stream_response(body: Body) -> Response<Body> {

@@ -14,6 +14,9 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// Content type of every engine-made or error response.
 pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
+/// The body of a 503 while the server drains, mosec's words.
+pub const SHUTTING_DOWN: &str = "gracefully shutting down";
+
 /// `server` header value: `mosec/<version>`.
 pub const SERVER_NAME: &str = concat!("mosec/", env!("CARGO_PKG_VERSION"));
 

@@ -1,5 +1,6 @@
 //! Server-sent event streams: one `data:` event per worker event, keep-alive comments while
-//! idle, an `event: error` when the pipeline fails after streaming began.
+//! idle, and an `event: error` whenever the pipeline fails, before or after the first event
+//! (a streaming route always answers `200 text/event-stream` once the request is admitted).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +19,37 @@ pub const EVENT_STREAM: &str = "text/event-stream";
 
 /// One `data:` event; every line of the text gets its own `data:` field so newlines survive.
 pub fn data_event(text: &[u8]) -> Bytes {
-    let mut event = Vec::with_capacity(text.len() + 16);
+    framed_event(None, text)
+}
+
+/// The error event, in mosec's format: `event: error` with the data
+/// `SSE inference error: <status>: <reason>: <message>`, e.g.
+/// `SSE inference error: 422: Unprocessable Content: request validation error: text is required`.
+pub fn error_event(status: u16, message: &[u8]) -> Bytes {
+    let mut text = format!("SSE inference error: {status}: {}: ", reason(status)).into_bytes();
+    text.extend_from_slice(message);
+    framed_event(Some("error"), &text)
+}
+
+/// The reason phrase of an error status as mosec names it (RFC 9110 wording: 422 is
+/// "Unprocessable Content", where the `http` crate still says "Entity").
+fn reason(status: u16) -> &'static str {
+    match status {
+        422 => "Unprocessable Content",
+        _ => http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|code| code.canonical_reason())
+            .unwrap_or("Error"),
+    }
+}
+
+fn framed_event(name: Option<&str>, text: &[u8]) -> Bytes {
+    let mut event = Vec::with_capacity(text.len() + 32);
+    if let Some(name) = name {
+        event.extend_from_slice(b"event: ");
+        event.extend_from_slice(name.as_bytes());
+        event.push(b'\n');
+    }
     for line in text.split(|&b| b == b'\n') {
         event.extend_from_slice(b"data: ");
         event.extend_from_slice(line);
@@ -26,15 +57,6 @@ pub fn data_event(text: &[u8]) -> Bytes {
     }
     event.push(b'\n');
     event.into()
-}
-
-/// The error event: `event: error` with `{"status": .., "message": ..}` as its data.
-pub fn error_event(status: u16, message: &[u8]) -> Bytes {
-    let data = serde_json::json!({
-        "status": status,
-        "message": String::from_utf8_lossy(message),
-    });
-    Bytes::from(format!("event: error\ndata: {data}\n\n"))
 }
 
 /// The body of a streaming response. It owns the task (and its capacity permit), so a client
@@ -145,12 +167,21 @@ mod tests {
     fn events_are_framed_line_by_line() {
         assert_eq!(data_event(b"hello"), Bytes::from_static(b"data: hello\n\n"));
         assert_eq!(data_event(b"a\nb"), Bytes::from_static(b"data: a\ndata: b\n\n"));
-        let error = error_event(422, b"bad \"field\"");
+        let error = error_event(422, b"request validation error: text is required");
         assert_eq!(
             error,
             Bytes::from_static(
-                b"event: error\ndata: {\"status\":422,\"message\":\"bad \\\"field\\\"\"}\n\n"
+                b"event: error\ndata: SSE inference error: 422: Unprocessable Content: \
+                  request validation error: text is required\n\n"
             )
         );
+        assert_eq!(
+            error_event(500, b"inference internal error"),
+            Bytes::from_static(
+                b"event: error\ndata: SSE inference error: 500: Internal Server Error: \
+                  inference internal error\n\n"
+            )
+        );
+        assert!(error_event(503, b"a\nb").ends_with(b": Service Unavailable: a\ndata: b\n\n"));
     }
 }

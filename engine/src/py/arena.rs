@@ -12,7 +12,7 @@ use super::errors::shm_error;
 
 /// A mapping of the server's arena in this process.
 #[pyclass(name = "ArenaClient", module = "mosec._engine", frozen)]
-pub struct PyArena {
+pub struct PyArenaClient {
     arena: Arena,
 }
 
@@ -21,7 +21,7 @@ fn reference(bytes: &[u8]) -> PyResult<Reference> {
 }
 
 #[pymethods]
-impl PyArena {
+impl PyArenaClient {
     /// Maps the arena file at `path`.
     #[new]
     fn open(path: &str) -> PyResult<Self> {

@@ -27,6 +27,12 @@ impl PyEngine {
         Ok(())
     }
 
+    /// Starts accepting HTTP connections once every worker has connected, waiting up to
+    /// `wait_ms`; true when listening.
+    fn listen(&self, py: Python<'_>, wait_ms: u64) -> PyResult<bool> {
+        Ok(py.detach(|| self.inner.listen(Duration::from_millis(wait_ms)))?)
+    }
+
     /// The HTTP port bound.
     fn port(&self) -> PyResult<u16> {
         Ok(self.inner.port()?)
@@ -37,7 +43,7 @@ impl PyEngine {
         self.inner.arena_path()
     }
 
-    /// Whether every stage has its workers connected and the engine is not draining.
+    /// Whether the engine accepts HTTP connections and is not draining.
     fn is_ready(&self) -> bool {
         self.inner.is_ready()
     }

@@ -21,9 +21,7 @@ fn version() -> &'static str {
 #[pymodule]
 fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<engine::PyEngine>()?;
-    module.add_class::<arena::PyArena>()?;
-    module.add("StoreFullError", module.py().get_type::<errors::StoreFullError>())?;
-    module.add("StoreReferenceError", module.py().get_type::<errors::StoreReferenceError>())?;
+    module.add_class::<arena::PyArenaClient>()?;
     module.add_function(wrap_pyfunction!(default_config, module)?)?;
     module.add_function(wrap_pyfunction!(version, module)?)?;
     Ok(())

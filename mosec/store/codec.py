@@ -1,0 +1,182 @@
+"""Encoding stage outputs as store references, shared by the store-backed IPC mixins.
+
+A stage output either travels inline or by reference:
+
+- small outputs (every buffer under :data:`INLINE_BELOW` bytes) travel inline as a pickle
+  (protocol 5): the payload starts with pickle's ``0x80`` byte;
+- larger ones go into a store, and the payload is a :class:`~mosec.protocol.StoreReference`::
+
+      reference := store:u8 | count:u16 | object id * count | meta
+      meta      := b"a" | dtype_len:u8 | dtype | ndim:u8 | shape:i64 * ndim    one numpy array
+                 | b"r"                                                      one bytes object (raw)
+                 | b"p" | pickle (protocol 5, large buffers out of band)      anything else
+
+  The meta kinds ``t``, ``s`` and ``b`` belong to the Arrow codec (:mod:`mosec.store.arrow`).
+  The engine reads the object ids (their layout depends on the store, see
+  ``engine/src/refs.rs``) to release the objects when the task no longer needs them.
+
+A plain numpy array is one object holding its bytes (in C order); anything else (dicts and lists
+of arrays, framework tensors exposing the buffer protocol) is pickled with its large buffers out
+of band, one object each. Readers get read-only, zero-copy arrays over the store's memory.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from mosec.errors import StoreReferenceError
+from mosec.protocol import StoreReference
+
+#: Buffers smaller than this travel inside the pickle; an output with none larger is inline.
+INLINE_BELOW = 64 * 1024
+
+#: The head of a reference: the store's kind byte and the number of object ids.
+HEAD = struct.Struct("<BH")
+_ARRAY = ord("a")
+_BYTES = ord("r")
+_PICKLE = ord("p")
+
+
+class Store(Protocol):
+    """What the codec needs from a store."""
+
+    #: The store's kind byte in a reference (1 arena, 2 Redis).
+    kind: int
+
+    def put_many(self, buffers: Sequence[memoryview]) -> list[bytes]:
+        """Store each buffer as a new object; returns their ids (all or none are stored)."""
+
+    def new_array(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[bytes, np.ndarray]:
+        """A fresh object viewed as a writable array, and its id (sealed by :meth:`seal`)."""
+
+    def seal(self, object_id: bytes) -> None:
+        """Make an object written through :meth:`new_array` readable."""
+
+    def discard(self, object_ids: Sequence[bytes]) -> None:
+        """Delete objects that will not be handed over."""
+
+    def fetch(self, object_ids: Sequence[bytes]) -> list[memoryview]:
+        """Read-only views (or copies, for remote stores) of the objects."""
+
+    def pack_ids(self, object_ids: Sequence[bytes]) -> bytes:
+        """The ids as written in a reference."""
+
+    def unpack_ids(self, payload: memoryview, count: int) -> tuple[list[bytes], int]:
+        """Read ``count`` ids at the start of ``payload``; returns them and the bytes used.
+
+        Raises:
+            StoreReferenceError: the ids are cut short.
+        """
+
+
+def _array_meta(array: np.ndarray) -> bytes:
+    dtype = array.dtype.str.encode()
+    shape = array.shape
+    return (
+        bytes([_ARRAY, len(dtype)])
+        + dtype
+        + bytes([len(shape)])
+        + struct.pack(f"<{len(shape)}q", *shape)
+    )
+
+
+def is_plain_array(data: Any) -> bool:
+    """A numpy array whose bytes and dtype string say everything (no objects, no fields)."""
+    return type(data) is np.ndarray and not data.dtype.hasobject and data.dtype.names is None
+
+
+def reference(store: Store, ids: Sequence[bytes], meta: bytes) -> StoreReference:
+    """The reference payload to objects ``ids`` of ``store``, followed by ``meta``."""
+    return StoreReference(HEAD.pack(store.kind, len(ids)) + store.pack_ids(ids) + meta)
+
+
+def parse_reference(payload: bytes, store: Store) -> tuple[list[bytes], memoryview]:
+    """Split a reference to objects of ``store`` into its object ids and its meta.
+
+    Raises:
+        StoreReferenceError: the reference names another store, or does not unpack.
+    """
+    if len(payload) < HEAD.size:
+        raise StoreReferenceError(f"store reference cut short: {len(payload)} bytes")
+    kind, count = HEAD.unpack_from(payload)
+    if kind != store.kind:
+        raise StoreReferenceError(
+            f"reference to store {kind}, but this stage reads store {store.kind}"
+        )
+    view = memoryview(payload)[HEAD.size :]
+    ids, used = store.unpack_ids(view, count)
+    return ids, view[used:]
+
+
+def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
+    """Encode a stage output.
+
+    Args:
+        data: the output.
+        store: where large buffers go.
+        sealed_id: the id of an object ``data`` already lives in (an array the producer wrote
+            in place), which is handed over without a copy.
+
+    Returns:
+        An inline pickle, or a :class:`StoreReference`.
+    """
+    if sealed_id is not None:
+        return reference(store, [sealed_id], _array_meta(data))
+    if is_plain_array(data) and data.nbytes >= INLINE_BELOW:
+        object_id, target = store.new_array(data.shape, data.dtype)
+        try:
+            np.copyto(target, data, casting="no")
+            store.seal(object_id)
+        except BaseException:
+            store.discard([object_id])
+            raise
+        return reference(store, [object_id], _array_meta(data))
+    if type(data) is bytes and len(data) >= INLINE_BELOW:
+        # pickle keeps bytes in band; one raw object avoids carrying them through the engine.
+        return reference(store, store.put_many([memoryview(data)]), bytes([_BYTES]))
+    large: list[memoryview] = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:
+        # True keeps the buffer inside the pickle; False sends it out of band.
+        view = buffer.raw()
+        if view.nbytes < INLINE_BELOW:
+            return True
+        large.append(view)
+        return False
+
+    pickled = pickle.dumps(data, protocol=5, buffer_callback=out_of_band)
+    if not large:
+        return pickled
+    ids = store.put_many(large)
+    return reference(store, ids, bytes([_PICKLE]) + pickled)
+
+
+def decode(payload: bytes, store: Store) -> Any:
+    """Decode what :func:`encode` made (inline pickles need no store).
+
+    Raises:
+        StoreReferenceError: when a reference names another store, does not unpack, or its
+            meta is malformed (a 500 that says so, rather than a bare internal error).
+    """
+    if not payload or payload[0] == 0x80:
+        return pickle.loads(payload)
+    ids, meta = parse_reference(payload, store)
+    buffers = store.fetch(ids)  # first: a Redis consumer deletes what it was handed over
+    if not meta:
+        raise StoreReferenceError("store reference has no meta")
+    if meta[0] == _ARRAY:
+        dtype_len = meta[1]
+        dtype = np.dtype(bytes(meta[2 : 2 + dtype_len]).decode())
+        ndim = meta[2 + dtype_len]
+        shape = struct.unpack_from(f"<{ndim}q", meta, 3 + dtype_len)
+        return np.ndarray(shape, dtype=dtype, buffer=buffers[0])
+    if meta[0] == _BYTES:
+        return bytes(buffers[0])
+    if meta[0] == _PICKLE:
+        return pickle.loads(meta[1:], buffers=buffers)
+    raise StoreReferenceError(f"unknown reference meta kind {meta[0]}")

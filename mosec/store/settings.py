@@ -1,0 +1,77 @@
+"""What the server tells the engine and its workers about the stores its stages use.
+
+IPC mixins declare the store they use with a ``_mosec_store`` class attribute (``"arena"`` or
+``"redis"``). The server reads it to ask the engine for that store (the arena is created by the
+engine at start; Redis keys of abandoned tasks are deleted by the engine), then tells the
+worker processes where the arena is through the environment they inherit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from mosec import log
+
+#: Variable naming the arena file, set by the server for its workers.
+ARENA_ENV = "MOSEC_ARENA"
+#: Variable with the milliseconds a producer waits for room in a full arena.
+WAIT_ENV = "MOSEC_SHM_WAIT_MS"
+#: Variable carrying the Redis URL to worker processes. ``set_redis_url`` runs in the server
+#: process, usually under ``if __name__ == "__main__"``, which spawned workers never execute, so
+#: the class attribute alone would not reach them; the environment they inherit does.
+REDIS_URL_ENV = "MOSEC_REDIS_URL"
+
+logger = log.get_logger("store")
+
+
+def engine_settings(workers: Iterable[type], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The engine config entries for the stores these worker classes use.
+
+    Args:
+        workers: every stage's worker class.
+        defaults: the engine's default config (for the arena wait).
+
+    Raises:
+        ValueError: two workers use Redis with different URLs. The engine deletes the keys of
+            abandoned tasks through one connection, and spawned workers all read the one URL
+            in their environment, so a second URL cannot be served.
+    """
+    workers = list(workers)  # read twice below; the server passes a generator
+    kinds = {getattr(worker, "_mosec_store", None) for worker in workers}
+    settings: dict[str, Any] = {"use_arena": "arena" in kinds}
+    if "redis" in kinds:
+        url = _one_redis_url(workers)
+        if url is not None:
+            settings["redis_url"] = url
+    settings["shm_wait_ms"] = defaults["shm_wait_ms"]
+    return settings
+
+
+def _one_redis_url(workers: list[type]) -> str | None:
+    """The Redis URL the workers set (None when none did); a ValueError when they disagree."""
+    users: dict[str, str] = {}  # URL -> the first worker class that set it
+    for worker in workers:
+        url = getattr(worker, "_redis_url", None)
+        if url is not None:
+            users.setdefault(url, worker.__name__)
+    if len(users) > 1:
+        (first, first_user), (second, second_user) = list(users.items())[:2]
+        message = (
+            f"one server uses one Redis, but {first_user} uses {first!r} and {second_user} "
+            f"uses {second!r}: call set_redis_url with the same URL for every stage"
+        )
+        # The server computes these settings before its start-up error handling, so the error
+        # is logged here too, to reach the server's log in its own format before the exit.
+        logger.error("cannot start the server: %s", message)
+        raise ValueError(message)
+    return next(iter(users), None)
+
+
+def export_to_workers(engine: Any, settings: dict[str, Any]) -> None:
+    """Publish the arena's path to the worker processes started after this call."""
+    path = engine.arena_path()
+    if path:
+        os.environ[ARENA_ENV] = path
+        os.environ[WAIT_ENV] = str(settings["shm_wait_ms"])
