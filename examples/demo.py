@@ -47,7 +47,8 @@ CONCURRENCY = 16
 #: Arena size: the largest object is a decoded 1411 x 1411 picture (6 MB).
 SHM_SIZE = "64M"
 #: The stage whose batches are shown (``<index>_<class name>``), and its largest batch.
-BATCH_STAGE = "3_Inference"
+#: The batching stage's name in the metrics: the pipeline's third Runtime, ``Inference_3``.
+BATCH_STAGE = "Inference_3"
 MAX_BATCH_SIZE = 8
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -152,11 +153,13 @@ def batch_sizes(text: str, stage: str) -> str:
     def of_stage(suffix: str) -> list[tuple[dict[str, str], float]]:
         return [s for s in metric_samples(text, suffix) if s[0].get("stage") == stage]
 
-    buckets = sorted(
-        (float(labels["le"]), count)
-        for labels, count in of_stage("_batch_size_bucket")
-        if labels["le"] != "+Inf"
-    )
+    # One series per worker of the stage: summed bucket by bucket.
+    cumulative_by_bound: dict[float, float] = {}
+    for labels, count in of_stage("_batch_size_bucket"):
+        if labels["le"] != "+Inf":
+            bound = float(labels["le"])
+            cumulative_by_bound[bound] = cumulative_by_bound.get(bound, 0.0) + count
+    buckets = sorted(cumulative_by_bound.items())
     parts, below, low = [], 0.0, 1
     for bound, cumulative in buckets:
         if bound > MAX_BATCH_SIZE:

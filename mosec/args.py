@@ -178,8 +178,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     defaults = default_config()
     parser = argparse.ArgumentParser(
         description="mosec model server",
-        # Abbreviations would let "--po" or a user's "--path-to-model" be taken as ours.
-        allow_abbrev=False,
+        # Abbreviations are accepted as mosec accepts them ("--time 5000" is --timeout): a
+        # script's own flag must not be a prefix of one of ours (or it is taken as ours).
+        allow_abbrev=True,
     )
     for flag in _FLAGS:
         default = defaults[flag.config_key] if flag.config_key else None

@@ -18,7 +18,10 @@ import tempfile
 import time
 from typing import Any, Union
 
-from mosec import _engine, dry_run, log, openapi, stores
+# The dry run, the OpenAPI document and the store layer (numpy, msgspec) are imported where
+# they are used: a worker process re-imports the user's script, and with it this module, but
+# needs none of them, so they stay off every worker's start-up.
+from mosec import _engine, log
 from mosec.args import default_config, parse_arguments
 from mosec.daemon import Daemon
 from mosec.plan import check_path, plan
@@ -155,6 +158,8 @@ class Server:
             logger.error("no worker: call append_worker or register_runtime before run")
             return 2
         if args.dry_run:
+            from mosec import dry_run
+
             return dry_run.run(self._routes, args)
         # Signals are handled from here on, so a Ctrl-C during start-up still cleans up.
         try:
@@ -181,6 +186,8 @@ class Server:
                 "socket path %r is too long for a Unix socket; use a shorter --path", socket_path
             )
             return 2
+        from mosec import openapi, stores
+
         stages, routes = plan(self._routes)
         try:
             document = json.dumps(openapi.build(self._routes))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import json
 import pickle
+from collections.abc import Sequence
 from typing import Any
 
 from mosec import log
@@ -39,7 +40,7 @@ class Worker(abc.ABC):
     """
 
     example: Any = None
-    multi_examples: list[Any] | None = None
+    multi_examples: Sequence[Any] | None = []
     resp_mime_type: str = "application/json"
     req_mime_type: str = "application/json"
 
@@ -155,6 +156,9 @@ class SSEWorker(Worker):
 
     With ``max_batch_size > 1``, ``index`` names the request inside the batch.
     """
+
+    #: As in mosec; the route's responses are ``text/event-stream`` whatever this says.
+    resp_mime_type = "text/event-stream"
 
     # Where events go: the worker loop puts a channel here for each forward call; until then
     # (warm-up) a sink counts them, so the same forward code runs with no client.

@@ -135,9 +135,9 @@ def test_user_flags_pass_through() -> None:
     args, rest = parse(["--model", "resnet", "--port", "8080", "--path-to-weights", "w.bin"])
     assert args.port == 8080
     assert rest == ["--model", "resnet", "--path-to-weights", "w.bin"]
-    # No abbreviations: "--po" is the user's, not "--port".
-    args, rest = parse(["--po", "1"])
-    assert args.port == DEFAULTS["port"] and rest == ["--po", "1"]
+    # Abbreviations are ours, as in mosec 0.9.8: "--time" is "--timeout".
+    args, rest = parse(["--time", "5000", "--model", "m"])
+    assert args.timeout == 5000 and rest == ["--model", "m"]
 
 
 def test_precedence_end_to_end(start_server: StartServer) -> None:

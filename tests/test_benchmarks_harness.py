@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the harness is a package at the repository root, not installed
     sys.path.insert(0, str(REPO))
 
-from benchmarks import cli, document, memory  # noqa: E402
+from benchmarks import cli, document, memory, startup  # noqa: E402
 from benchmarks.catalog import TARGETS  # noqa: E402
 from benchmarks.loadgen import LUA_TEMPLATE, MARKER, LoadGenError, Wrk, parse_wrk_output  # noqa: E402
 from benchmarks.monitor import ResourceMonitor, wait_idle  # noqa: E402
@@ -492,3 +492,72 @@ def test_quick_run_on_our_server(tmp_path):
     run_id, proc = _run_quick(tmp_path, "--targets", "ours-pickle", "--scenario", "echo")
     _check_results(tmp_path, proc, "ours-pickle")
     assert not _survivors(run_id)
+
+
+# --- start-up benchmark (python -m benchmarks.startup) -----------------------------------------
+
+
+def test_startup_options():
+    args = startup.options([])
+    assert (args.repeats, args.scripts) == (7, ["echo", "pipeline"])
+    assert args.runtimes == ["ours", "upstream"]
+    assert args.poll_ms == 10.0 and args.server_args == []
+    args = startup.options(["--scripts", "pipeline", "--server-args", "--log-level debug"])
+    assert args.scripts == ["pipeline"] and args.server_args == ["--log-level", "debug"]
+    with pytest.raises(SystemExit, match="unknown script"):
+        startup.options(["--scripts", "echo,nope"])
+    with pytest.raises(SystemExit, match="unknown runtime"):
+        startup.options(["--runtimes", "ours,nope"])
+    with pytest.raises(SystemExit, match="positive"):
+        startup.options(["--repeats", "0"])
+
+
+def test_startup_schedule_alternates_and_rotates():
+    order = startup.schedule(["echo", "pipeline"], ["ours", "upstream"], 2)
+    assert order == [
+        (0, "echo", "ours"), (0, "echo", "upstream"),
+        (0, "pipeline", "ours"), (0, "pipeline", "upstream"),
+        (1, "echo", "upstream"), (1, "echo", "ours"),
+        (1, "pipeline", "upstream"), (1, "pipeline", "ours"),
+    ]  # fmt: skip
+
+
+def test_startup_summary_and_table():
+    samples = [
+        startup.Sample("echo", "ours", 2.0, 2.1),
+        startup.Sample("echo", "upstream", 1.0, 1.0),
+        startup.Sample("echo", "ours", 3.0, 3.0, repeat=1),
+        startup.Sample("echo", "upstream", 0.5, 0.6, repeat=1),
+        startup.Sample("echo", "ours", 1.0, 1.2, repeat=2),
+        startup.Sample("echo", "upstream", 2.0, 2.0, repeat=2),
+        startup.Sample("pipeline", "ours", 4.0, 4.0),
+    ]
+    rows = startup.summarize(samples, ["ours", "upstream"])
+    assert [(r["script"], r["measure"]) for r in rows] == [
+        ("echo", "GET /"), ("echo", "first inference"),
+        ("pipeline", "GET /"), ("pipeline", "first inference"),
+    ]  # fmt: skip
+    root = rows[0]
+    assert root["spreads"]["ours"] == Spread(2.0, 1.0, 3.0, 3)
+    assert root["spreads"]["upstream"] == Spread(1.0, 0.5, 2.0, 3)
+    assert root["ratio"] == 2.0
+    assert rows[2]["spreads"]["upstream"] is None and rows[2]["ratio"] is None
+    table = startup.markdown(rows, ["ours", "upstream"], 3)
+    assert "median (min–max) of 3 alternating runs" in table
+    assert "| script | first 200 on | ours ms | upstream ms | ours/upstream |" in table
+    assert "| echo | GET / | 2000 (1000–3000) | 1000 (500–2000) | 2.00× |" in table
+    assert "| pipeline | GET / | 4000 (4000–4000) | – | – |" in table
+
+
+def test_startup_times_the_stub_and_stops_it(tmp_path):
+    script = startup.Script("stub", "stub_server.py")
+    sample = startup.start_once(script, "stub", tmp_path / "stub.log", poll_s=0.01, timeout_s=30)
+    assert (sample.script, sample.runtime) == ("stub", "stub")
+    assert 0 < sample.root_s <= sample.inference_s
+    assert "stub server on 127.0.0.1:" in (tmp_path / "stub.log").read_text()
+
+
+def test_startup_reports_a_server_that_exits(tmp_path):
+    script = startup.Script("broken", "probe.py")  # not a server: prints and exits
+    with pytest.raises(startup.StartupError, match="exited"):
+        startup.start_once(script, "stub", tmp_path / "broken.log", timeout_s=30)

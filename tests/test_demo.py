@@ -42,7 +42,7 @@ def test_demo_prints_predictions_and_throughput() -> None:
         assert re.search(r"-> [^,]+ \d+\.\d%, [^,]+ \d+\.\d%, [^,]+ \d+\.\d%$", found[0]), found[0]
     throughput = r"throughput: \d+ requests in \S+ s = \S+ req/s"
     assert any(re.match(throughput, line) for line in lines), result.stdout
-    assert re.search(r"^batch sizes at 3_Inference \(from /metrics\): 1: \d+", result.stdout, re.M)
+    assert re.search(r"^batch sizes at Inference_3 \(from /metrics\): 1: \d+", result.stdout, re.M)
     assert "server stopped with exit code 0; arena files left: 0" in lines
 
 

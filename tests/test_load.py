@@ -34,7 +34,7 @@ def test_capacity_answers_429(start_server: StartServer, tmp_path: Path) -> None
 
 def test_batches_form_under_concurrency(start_server: StartServer, tmp_path: Path) -> None:
     server = start_server("batching.py", "--timeout", "30000", env={"TEST_OUT_DIR": str(tmp_path)})
-    # Warm-up ran forward on [example] * max_batch_size before the worker connected.
+    # Warm-up ran forward once on the example, a batch of 8, before the worker connected.
     assert (tmp_path / "warmup-1.json").read_text() == "[8]"
     gate = Hold(tmp_path, "gate")
     blocker = Request(server, json=gate.body())

@@ -1,18 +1,26 @@
-"""msgpack for the request, the response and the data between stages."""
+"""msgpack for the request and the response body, as mosec's ``MsgpackMixin``.
+
+Between stages the data stays pickle (the worker's default), so a stage may hand on anything
+pickle carries (tuples, sets, objects) whatever msgpack could encode.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgpack
-
+from mosec import log
 from mosec.errors import DecodingError, EncodingError
+
+logger = log.get_logger("mixin")
 
 
 class MsgpackMixin:
-    """Use msgpack instead of JSON and pickle.
+    """Use msgpack instead of JSON for the request and the response.
 
-    Put it before :class:`mosec.Worker` in the bases::
+    As in mosec, arrays arrive in ``forward`` as tuples (``use_list=False``), and a body that
+    does not decode, or a result that does not encode, gets mosec's ``decoding error`` /
+    ``encoding error`` body (the reason goes to the log). Put it before :class:`mosec.Worker`
+    in the bases::
 
         class Inference(MsgpackMixin, Worker): ...
     """
@@ -26,10 +34,13 @@ class MsgpackMixin:
         Raises:
             EncodingError: when msgpack cannot encode the result (500).
         """
+        import msgpack  # here, as in mosec: msgpack is needed only by the stages using it
+
         try:
             return msgpack.packb(data)  # type: ignore[no-any-return]
         except (TypeError, ValueError, OverflowError) as err:
-            raise EncodingError(err) from err
+            logger.debug("the result cannot be encoded as msgpack: %s", err)
+            raise EncodingError from err
 
     def deserialize(self, data: bytes) -> Any:
         """Decode one msgpack request body (an empty body is ``{}``, as with JSON).
@@ -37,17 +48,12 @@ class MsgpackMixin:
         Raises:
             DecodingError: when the body is not valid msgpack (400).
         """
+        import msgpack
+
         if not data:
             return {}
         try:
-            return msgpack.unpackb(data)
+            return msgpack.unpackb(data, use_list=False)
         except (ValueError, msgpack.UnpackException, msgpack.ExtraData) as err:
-            raise DecodingError(err) from err
-
-    def serialize_ipc(self, data: Any) -> bytes:
-        """Encode this stage's output for the next stage."""
-        return msgpack.packb(data)  # type: ignore[no-any-return]
-
-    def deserialize_ipc(self, data: bytes) -> Any:
-        """Decode the previous stage's output."""
-        return msgpack.unpackb(data)
+            logger.debug("the request body is not msgpack: %s", err)
+            raise DecodingError from err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mosec import log
 from mosec.mixin.arrow_worker import ArrowShmIPCMixin
+from mosec.worker import Worker
 
 logger = log.get_logger("mixin")
 
@@ -16,8 +17,11 @@ logger = log.get_logger("mixin")
 _explained = False
 
 
-class PlasmaShmIPCMixin(ArrowShmIPCMixin):
-    """The Arrow mixin under its mosec 0.9 name; ``set_plasma_path`` is accepted and ignored."""
+class PlasmaShmIPCMixin(ArrowShmIPCMixin, Worker):
+    """The Arrow mixin under its mosec 0.9 name; ``set_plasma_path`` is accepted and ignored.
+
+    As in mosec, it is a :class:`mosec.Worker` itself.
+    """
 
     @classmethod
     def set_plasma_path(cls, path: str) -> None:

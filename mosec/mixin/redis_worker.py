@@ -14,7 +14,8 @@ import numpy as np
 
 from mosec.store.codec import INLINE_BELOW, decode, encode, is_plain_array
 from mosec.store.redis import DEFAULT_TTL_MS, RedisStore, connect
-from mosec.store.settings import REDIS_URL_ENV
+from mosec.store.settings import REDIS_URL_ENV, redis_url_of
+from mosec.worker import Worker
 
 # REDIS_URL_ENV lived here before mosec.store; scripts and tests still import it from here.
 __all__ = ["REDIS_URL_ENV", "RedisShmIPCMixin"]
@@ -24,7 +25,7 @@ _store: RedisStore | None = None
 _store_pid = 0
 
 
-class RedisShmIPCMixin:
+class RedisShmIPCMixin(Worker):
     """Pass stage outputs through Redis.
 
     Set the URL once in the server script, then put the mixin before :class:`mosec.Worker` in
@@ -67,7 +68,7 @@ class RedisShmIPCMixin:
         """This process's store, connected on first use."""
         global _store, _store_pid
         if _store is None or _store_pid != os.getpid():
-            url = type(self)._redis_url or os.environ.get(REDIS_URL_ENV)
+            url = redis_url_of(type(self))
             if not url:
                 raise RuntimeError(
                     "RedisShmIPCMixin has no Redis URL: call RedisShmIPCMixin.set_redis_url(url) "

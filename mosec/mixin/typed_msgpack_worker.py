@@ -8,6 +8,7 @@ import msgspec
 
 from mosec.errors import DecodingError, EncodingError, ValidationError
 from mosec.signature import forward_types
+from mosec.worker import Worker
 
 _ENCODER = msgspec.msgpack.Encoder()
 
@@ -24,7 +25,7 @@ def _decoder(worker: type, batched: bool) -> msgspec.msgpack.Decoder[Any]:
     return decoder
 
 
-class TypedMsgPackMixin:
+class TypedMsgPackMixin(Worker):
     """Decode each msgpack request into the type of ``forward``'s data parameter.
 
     The type is any type msgspec understands, usually a ``msgspec.Struct``. When the stage
@@ -41,7 +42,8 @@ class TypedMsgPackMixin:
             def forward(self, data: Request) -> str:
                 return data.text * data.repeat
 
-    The OpenAPI document of the server describes the request and response types.
+    The OpenAPI document of the server describes the request and response types. As in mosec,
+    the mixin is a :class:`mosec.Worker` itself, so ``class Echo(TypedMsgPackMixin)`` works too.
     """
 
     resp_mime_type = "application/msgpack"

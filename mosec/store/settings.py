@@ -22,6 +22,8 @@ WAIT_ENV = "MOSEC_SHM_WAIT_MS"
 #: process, usually under ``if __name__ == "__main__"``, which spawned workers never execute, so
 #: the class attribute alone would not reach them; the environment they inherit does.
 REDIS_URL_ENV = "MOSEC_REDIS_URL"
+#: mosec 0.9's name of the same variable, which scripts written for it may set directly.
+MOSEC_REDIS_URL_ENV = "MOSEC_INTERNAL_REDIS_URL"
 
 logger = log.get_logger("store")
 
@@ -53,7 +55,9 @@ def _one_redis_url(workers: list[type]) -> str | None:
     """The Redis URL the workers set (None when none did); a ValueError when they disagree."""
     users: dict[str, str] = {}  # URL -> the first worker class that set it
     for worker in workers:
-        url = getattr(worker, "_redis_url", None)
+        if getattr(worker, "_mosec_store", None) != "redis":
+            continue
+        url = redis_url_of(worker)
         if url is not None:
             users.setdefault(url, worker.__name__)
     if len(users) > 1:
@@ -67,6 +71,13 @@ def _one_redis_url(workers: list[type]) -> str | None:
         logger.error("cannot start the server: %s", message)
         raise ValueError(message)
     return next(iter(users), None)
+
+
+def redis_url_of(worker: type) -> str | None:
+    """Where a Redis worker's Redis is: its ``set_redis_url``, else the environment (ours, then
+    mosec 0.9's variable)."""
+    url = getattr(worker, "_redis_url", None)
+    return url or os.environ.get(REDIS_URL_ENV) or os.environ.get(MOSEC_REDIS_URL_ENV) or None
 
 
 def export_to_workers(engine: Any, settings: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """A batching server: forward reports the size of every batch it gets.
 
-The worker is warmed up with ``example``; the sizes of the warm-up batches are written to
+The worker is warmed up with ``example``, a whole batch of 8 as mosec users write it for a
+batching stage; the sizes of the warm-up batches are written to
 ``$TEST_OUT_DIR/warmup-<worker_id>.json``.
 """
 
@@ -15,7 +16,7 @@ from mosec import Server, Worker
 class Batched(Worker):
     """Echoes each item with the size of the batch it came in."""
 
-    example = {"warm": True}
+    example = [{"warm": True}] * 8
 
     def __init__(self):
         super().__init__()
