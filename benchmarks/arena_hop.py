@@ -24,8 +24,9 @@ import time
 import numpy as np
 
 from mosec import _engine
-from mosec.mixin import arena as arena_module
-from mosec.mixin.shm_worker import ShmIPCMixin, arena_store
+from mosec.mixin import ShmIPCMixin
+from mosec.store.arena import arena_store
+from mosec.store.settings import ARENA_ENV
 
 
 def _start_engine(size: int, folder: str) -> _engine.Engine:
@@ -91,7 +92,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mosec_bench_") as folder:
         engine = _start_engine((max(sizes) * 3 + 64) << 20, folder)
         try:
-            os.environ[arena_module.ARENA_ENV] = engine.arena_path() or ""
+            os.environ[ARENA_ENV] = engine.arena_path() or ""
             header = ("payload", "memcpy ms", "hop ms", "ratio", "in place ms")
             print("{:>9} {:>10} {:>8} {:>6} {:>12}".format(*header))
             for mib in sizes:

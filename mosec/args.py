@@ -136,6 +136,12 @@ _FLAGS = (
     _Flag("log-level", "log_level", _LOG_LEVEL, "debug, info, warning or error"),
     _Flag("max-request-size", "max_request_size", _POSITIVE, "largest body in bytes (413)"),
     _Flag("shm-size", "shm_size", _SIZE, "bytes of the shared-memory arena (e.g. 512M, 2G)"),
+    _Flag(
+        "shm-wait",
+        "shm_wait_ms",
+        _NON_NEGATIVE,
+        "milliseconds a stage waits for room in a full arena before its request fails (503)",
+    ),
 )
 
 
@@ -157,6 +163,10 @@ _SWITCHES = (
     ),
 )
 _BOOLEAN = _named("boolean", parse_bool)
+
+#: Every flag and switch: the one mapping from a flag to its engine config key (``None`` for the
+#: settings only the server reads), used by :class:`mosec.config.ServerConfig`.
+FLAGS = _FLAGS + _SWITCHES
 
 
 def default_config() -> dict[str, Any]:

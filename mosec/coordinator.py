@@ -57,6 +57,8 @@ from mosec.errors import (
     error_response,
 )
 from mosec.protocol import FLAG_EGRESS, FLAG_INGRESS, STATUS_OK, Received, Reply, WorkerLink
+from mosec.store import settings as store_settings
+from mosec.store.settings import WorkerStores
 from mosec.stream import EventChannel
 from mosec.worker import SSEWorker, Worker
 
@@ -80,6 +82,8 @@ class WorkerSpec:
     env: dict[str, str] | None
     log_level: str
     log_json: bool
+    #: Where the server's stores are (the arena's file, Redis); none without store mixins.
+    stores: WorkerStores = WorkerStores()
 
     @property
     def name(self) -> str:
@@ -114,6 +118,7 @@ def main(spec: WorkerSpec, connected: Any = None) -> None:
     signal.signal(signal.SIGTERM, stop.handle)
     if spec.env:
         os.environ.update(spec.env)
+    store_settings.configure_worker(spec.stores)
     worker = _build(spec)
     try:
         link = WorkerLink.connect(spec.socket_path)

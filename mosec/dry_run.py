@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TextIO
 
 from mosec import log, stage_worker
+from mosec.config import ServerConfig
 from mosec.plan import StagePlan, plan, scoped_environment
 from mosec.runtime import Runtime
 from mosec.stream import EventSink
@@ -77,12 +78,12 @@ class StageFailure:
     error: str
 
 
-def run(routes: dict[str, list[Runtime]], args: Any, out: TextIO = sys.stdout) -> int:
+def run(routes: dict[str, list[Runtime]], config: ServerConfig, out: TextIO = sys.stdout) -> int:
     """Dry-run every route; print the report to ``out``.
 
     Args:
         routes: ``{path: [runtime, ...]}`` as registered.
-        args: the parsed flags (``timeout`` and the log level are used).
+        config: the server's settings (the timeout and the log level are used).
         out: where the report goes.
 
     Returns:
@@ -94,7 +95,7 @@ def run(routes: dict[str, list[Runtime]], args: Any, out: TextIO = sys.stdout) -
         print(f"route {path}: {' -> '.join(runtime.name for runtime in runtimes)}", file=out)
         payloads: list[bytes] | None = None  # the first stage reads its own examples
         for position, runtime in enumerate(runtimes):
-            job = _job(stage_of[id(runtime)], args, position == 0, position == len(runtimes) - 1)
+            job = _job(stage_of[id(runtime)], config, position == 0, position == len(runtimes) - 1)
             where = f"route {path}, stage {position + 1} of {len(runtimes)} ({runtime.name})"
             result = _run_stage(job, runtime.start_method, payloads)
             if isinstance(result, StageFailure):
@@ -118,18 +119,18 @@ def run(routes: dict[str, list[Runtime]], args: Any, out: TextIO = sys.stdout) -
     return EXIT_OK
 
 
-def _job(stage: StagePlan, args: Any, first: bool, last: bool) -> StageJob:
+def _job(stage: StagePlan, config: ServerConfig, first: bool, last: bool) -> StageJob:
     runtime = stage.runtime
     return StageJob(
         worker=runtime.worker,
         stage_name=runtime.name,
         max_batch_size=runtime.max_batch_size,
-        timeout_s=stage.timeout_s(args.timeout),
+        timeout_s=config.forward_timeout_s(runtime.timeout),
         env=runtime.env[0] if runtime.env else None,
         first=first,
         last=last,
-        log_level=args.log_level,
-        log_json=args.log_level != "debug",
+        log_level=config.log_level,
+        log_json=config.log_json,
     )
 
 

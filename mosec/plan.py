@@ -29,19 +29,16 @@ class StagePlan:
     index: int
     runtime: Runtime
 
-    def engine_config(self, wait_ms: int) -> dict[str, Any]:
-        """The stage's entry in the engine config (``max_wait_time`` 0 means ``--wait``)."""
+    def engine_config(self) -> dict[str, Any]:
+        """The stage's entry in the engine config (the engine reads ``max_wait_time`` 0 as
+        ``--wait``)."""
         runtime = self.runtime
         return {
             "name": runtime.name,
             "num": runtime.num,
             "max_batch_size": runtime.max_batch_size,
-            "max_wait_time_ms": runtime.max_wait_time or wait_ms,
+            "max_wait_time_ms": runtime.max_wait_time,
         }
-
-    def timeout_s(self, timeout_ms: int) -> float:
-        """``forward``'s own timeout in seconds (``timeout`` 0 means ``--timeout``)."""
-        return float(self.runtime.timeout) if self.runtime.timeout else timeout_ms / 1000
 
 
 def check_path(path: str) -> None:

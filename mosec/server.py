@@ -22,7 +22,8 @@ from typing import Any, Union
 # they are used: a worker process re-imports the user's script, and with it this module, but
 # needs none of them, so they stay off every worker's start-up.
 from mosec import _engine, log
-from mosec.args import default_config, parse_arguments
+from mosec.args import parse_arguments
+from mosec.config import ServerConfig
 from mosec.daemon import Daemon
 from mosec.plan import check_path, plan
 from mosec.runtime import Runtime
@@ -140,10 +141,10 @@ class Server:
         With ``--dry-run`` it serves nothing: it runs the routes' examples through their stages,
         prints the timings and returns, or exits with 1 when a stage fails.
         """
-        args, _ = parse_arguments()
-        log.configure(args.log_level, json_lines=args.log_level != "debug")
+        config = ServerConfig.from_flags(parse_arguments()[0])
+        log.configure(config.log_level, json_lines=config.log_json)
         try:
-            code = self._run(args)
+            code = self._run(config)
         finally:
             # Registered daemons stop with the server on every path, also when it never served
             # (a dry run, a taken port); stopping an already stopped daemon does nothing.
@@ -153,25 +154,25 @@ class Server:
         if code:
             sys.exit(code)
 
-    def _run(self, args: Any) -> int:
+    def _run(self, config: ServerConfig) -> int:
         if not self._routes:
             logger.error("no worker: call append_worker or register_runtime before run")
             return 2
-        if args.dry_run:
+        if config.dry_run:
             from mosec import dry_run
 
-            return dry_run.run(self._routes, args)
+            return dry_run.run(self._routes, config)
         # Signals are handled from here on, so a Ctrl-C during start-up still cleans up.
         try:
-            socket_dir, owned = _socket_dir(args.path)
+            socket_dir, owned = _socket_dir(config.path)
         except OSError as err:
-            logger.error("cannot create the socket directory %r: %s", args.path, err)
+            logger.error("cannot create the socket directory %r: %s", config.path, err)
             return 2
         supervisor = Supervisor(self._daemons)
         supervisor.install_signal_handlers()
         code = 1
         try:
-            code = self._serve(args, supervisor, os.path.join(socket_dir, "engine.sock"))
+            code = self._serve(config, supervisor, os.path.join(socket_dir, "engine.sock"))
         finally:
             supervisor.restore_signal_handlers()
             if owned:
@@ -180,13 +181,14 @@ class Server:
                 _remove(os.path.join(socket_dir, "engine.sock"))
         return code
 
-    def _serve(self, args: Any, supervisor: Supervisor, socket_path: str) -> int:
+    def _serve(self, config: ServerConfig, supervisor: Supervisor, socket_path: str) -> int:
         if len(socket_path.encode()) > _MAX_SOCKET_PATH:
             logger.error(
                 "socket path %r is too long for a Unix socket; use a shorter --path", socket_path
             )
             return 2
-        from mosec import openapi, stores
+        from mosec import openapi
+        from mosec.store import settings as store_settings
 
         stages, routes = plan(self._routes)
         try:
@@ -194,42 +196,32 @@ class Server:
         except (TypeError, ValueError) as err:
             logger.error("cannot describe the routes in the OpenAPI document: %s", err)
             return 2
-        config = {
-            "address": args.address,
-            "port": args.port,
-            "namespace": args.namespace,
-            "timeout_ms": args.timeout,
-            "capacity": args.capacity,
-            "max_request_size": args.max_request_size,
-            "wait_ms": args.wait,
-            "log_level": args.log_level,
-            "log_json": args.log_level != "debug",
-            "socket_path": socket_path,
-            "compression": args.compression,
-            "openapi": document,
-            "swagger_dir": openapi.swagger_dir(),
-            "stages": [stage.engine_config(args.wait) for stage in stages],
-            "routes": routes,
-            "shm_size": args.shm_size,
-        }
-        store_settings = stores.engine_settings(
-            (stage.runtime.worker for stage in stages), default_config()
-        )
-        config.update(store_settings)
         try:
-            engine = _engine.Engine(json.dumps(config))
+            stores = store_settings.engine_settings(stage.runtime.worker for stage in stages)
+            engine = _engine.Engine(
+                json.dumps(
+                    config.engine_config(
+                        socket_path=socket_path,
+                        openapi=document,
+                        swagger_dir=openapi.swagger_dir(),
+                        stages=[stage.engine_config() for stage in stages],
+                        routes=routes,
+                        **stores,
+                    )
+                )
+            )
             engine.start()
-            stores.export_to_workers(engine, store_settings)
         except (ValueError, OSError) as err:
-            logger.error("cannot start the server on %s:%s: %s", args.address, args.port, err)
+            logger.error("cannot start the server on %s:%s: %s", config.address, config.port, err)
             return 1
         logger.info(
-            "engine listening on %s:%s",
-            args.address,
+            "engine started on %s:%s; it accepts connections once every worker is in",
+            config.address,
             engine.port(),  # the bound one, when --port 0 asked the OS to pick
             extra={"routes": [route["path"] for route in routes], "socket": socket_path},
         )
-        return supervisor.run(engine, stages, socket_path, args)
+        workers = store_settings.for_workers(engine, stores, config.shm_wait_ms)
+        return supervisor.run(engine, stages, socket_path, config, workers)
 
 
 def _socket_dir(path: str | None) -> tuple[str, bool]:

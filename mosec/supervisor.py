@@ -32,8 +32,10 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from mosec import coordinator, log
+from mosec.config import ServerConfig
 from mosec.daemon import Daemon
 from mosec.plan import StagePlan, scoped_environment
+from mosec.store.settings import WorkerStores
 
 logger = log.get_logger("server")
 
@@ -116,21 +118,30 @@ class Supervisor:
         if self._signal is None:
             self._signal = signum
 
-    def run(self, engine: Any, stages: list[StagePlan], socket_path: str, args: Any) -> int:
+    def run(
+        self,
+        engine: Any,
+        stages: list[StagePlan],
+        socket_path: str,
+        config: ServerConfig,
+        stores: WorkerStores,
+    ) -> int:
         """Spawn the workers, supervise until told to stop, then shut everything down.
 
         Args:
             engine: the started ``mosec._engine.Engine``.
             stages: the stages in engine order.
             socket_path: the engine's worker socket.
-            args: the parsed flags (timeout, log level).
+            config: the server's settings (timeout, log level).
+            stores: where the workers find the stores.
 
         Returns:
             The process exit code.
         """
         self._engine = engine
         self._socket_path = socket_path
-        self._args = args
+        self._config = config
+        self._stores = stores
         self._slots = [
             _Slot(stage, worker_id)
             for stage in stages
@@ -218,11 +229,12 @@ class Supervisor:
             stage_name=slot.stage.runtime.name,
             worker_id=slot.worker_id,
             max_batch_size=runtime.max_batch_size,
-            timeout_s=slot.stage.timeout_s(self._args.timeout),
+            timeout_s=self._config.forward_timeout_s(runtime.timeout),
             socket_path=self._socket_path,
             env=env,
-            log_level=self._args.log_level,
-            log_json=self._args.log_level != "debug",
+            log_level=self._config.log_level,
+            log_json=self._config.log_json,
+            stores=self._stores,
         )
         process = ctx.Process(
             target=coordinator.main, args=(spec, writer), name=f"mosec{slot.name}"
@@ -315,7 +327,7 @@ class Supervisor:
         if code != EXIT_OK and any(slot.failed_starts >= MAX_FAILED_STARTS for slot in self._slots):
             # A stage is gone: its queued requests can only time out, so answer them now.
             engine.fail_inflight(503, "service unavailable: a stage has no worker")
-        timeout_ms = self._args.timeout
+        timeout_ms = self._config.timeout_ms
         logger.info("draining in-flight requests for up to %d ms", timeout_ms)
         if not engine.shutdown(timeout_ms):
             logger.warning("drain timed out; the remaining requests were dropped")

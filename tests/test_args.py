@@ -9,8 +9,11 @@ from server_util import StartServer
 
 from mosec import _engine
 from mosec.args import parse_arguments, parse_bool
+from mosec.config import ServerConfig
 
 DEFAULTS = json.loads(_engine.default_config())
+STAGE = [{"name": "Echo_1", "num": 1, "max_batch_size": 1, "max_wait_time_ms": 0}]
+ROUTE = [{"path": "/inference", "stages": [0], "mime": "application/json"}]
 SWITCHES = [
     ("--debug", "debug", "MOSEC_DEBUG"),
     ("--compression", "compression", "MOSEC_COMPRESSION"),
@@ -151,3 +154,19 @@ def test_precedence_end_to_end(start_server: StartServer) -> None:
     assert server.metric("from_env_remaining_task") == 0
     assert "from_env_throughput" in server.metrics()
     assert "mosec_service_" not in server.metrics()
+
+
+def test_one_config_emits_what_the_engine_reads() -> None:
+    args, _ = parse(["--timeout", "5000", "--debug"], {"MOSEC_SHM_WAIT": "250"})
+    config = ServerConfig.from_flags(args)
+    assert (config.timeout_ms, config.shm_wait_ms, config.log_level) == (5000, 250, "debug")
+    assert not config.log_json  # debug logs are text, for a person
+    engine = config.engine_config(socket_path="/tmp/x.sock")
+    assert engine["timeout_ms"] == 5000 and engine["log_json"] is False
+    assert engine["socket_path"] == "/tmp/x.sock"
+    # Only keys the engine knows (it refuses unknown ones), and every flag it has a key for.
+    assert set(engine) <= set(DEFAULTS)
+    assert {"address", "port", "capacity", "wait_ms", "shm_size", "shm_wait_ms"} <= set(engine)
+    # A stage's forward timeout: its own, or the request deadline.
+    assert (config.forward_timeout_s(0), config.forward_timeout_s(2)) == (5.0, 2.0)
+    _engine.Engine(json.dumps(config.engine_config(routes=ROUTE, stages=STAGE)))

@@ -116,31 +116,18 @@ def test_the_server_refuses_two_redis_urls() -> None:
     class Again(First):
         pass
 
-    defaults = json.loads(_engine.default_config())
-    found = settings.engine_settings([First, Again], defaults)
+    found = settings.engine_settings([First, Again])
     assert found["redis_url"] == First._redis_url
     with pytest.raises(ValueError) as caught:
-        settings.engine_settings([First, Again, Second], defaults)
+        settings.engine_settings([First, Again, Second])
     assert First._redis_url in str(caught.value) and Second._redis_url in str(caught.value)
 
 
-def test_the_old_import_paths_name_the_same_things() -> None:
-    from mosec import stores
-    from mosec.mixin import arena as old_arena
-    from mosec.mixin import arrow_codec, redis_worker, shm_worker, store_codec
-    from mosec.mixin import redis_store as old_redis_store
-    from mosec.store import arrow
+def test_the_mixins_import_from_mosec_mixin_as_before() -> None:
+    import mosec.mixin
+    from mosec.mixin import shm_worker
 
-    assert old_arena.Arena is mapping.ArenaMapping
-    assert old_arena.current is mapping.arena_mapping
-    assert (old_arena.ARENA_ENV, old_arena.WAIT_ENV) == (settings.ARENA_ENV, settings.WAIT_ENV)
-    assert shm_worker.arena_store is arena.arena_store
-    assert shm_worker.ArenaStore is arena.ArenaStore
-    assert store_codec.encode is codec.encode and store_codec.decode is codec.decode
-    assert store_codec.INLINE_BELOW == codec.INLINE_BELOW
-    assert old_redis_store.RedisStore is store_redis.RedisStore
-    assert old_redis_store.connect is store_redis.connect
-    assert redis_worker.REDIS_URL_ENV == settings.REDIS_URL_ENV
-    assert arrow_codec.encode is arrow.encode and arrow_codec.NOT_ARROW is arrow.NOT_ARROW
-    assert stores.engine_settings is settings.engine_settings
-    assert stores.export_to_workers is settings.export_to_workers
+    for name in mosec.mixin.__all__:
+        mixin = getattr(mosec.mixin, name)
+        assert mixin.__name__ == name
+    assert shm_worker.ShmIPCMixin is mosec.mixin.ShmIPCMixin

@@ -22,7 +22,7 @@ pub struct Config {
     pub capacity: usize,
     /// Largest accepted request body in bytes; a larger one is answered 413.
     pub max_request_size: usize,
-    /// Default `max_wait_time` in milliseconds for batching stages that give none.
+    /// `max_wait_time` in milliseconds of the batching stages whose own is 0.
     pub wait_ms: u64,
     /// One of `debug`, `info`, `warning`, `error`.
     pub log_level: String,
@@ -47,6 +47,8 @@ pub struct Config {
     /// Folder the arena file is created in (a tmpfs such as /dev/shm).
     pub shm_dir: String,
     /// Milliseconds a producer waits for space in a full arena before its request fails (503).
+    /// The workers wait (they allocate); the engine carries it so that its default is written
+    /// once, here, like every other (`--shm-wait`).
     pub shm_wait_ms: u64,
     /// Redis URL of the Redis store, when a stage uses it; the engine deletes the keys of tasks
     /// that end before their consumer read them.
@@ -67,7 +69,8 @@ pub struct StageConfig {
     pub num: usize,
     /// Largest batch handed to one `forward` call.
     pub max_batch_size: usize,
-    /// How long a batch waits for more items after its first one, in milliseconds.
+    /// How long a batch waits for more items after its first one, in milliseconds; 0 means
+    /// the server's `wait_ms`.
     pub max_wait_time_ms: u64,
 }
 

@@ -71,7 +71,10 @@ impl Shared {
             .map(|stage| Stage {
                 queue: StageQueue::default(),
                 connected: AtomicUsize::new(0),
-                max_wait: Duration::from_millis(stage.max_wait_time_ms),
+                max_wait: Duration::from_millis(match stage.max_wait_time_ms {
+                    0 => config.wait_ms,
+                    own => own,
+                }),
                 config: stage.clone(),
             })
             .collect();
@@ -133,4 +136,23 @@ impl Shared {
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // Drop the borrow `wait_for` returns right away: it must not live across an await.
     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_without_its_own_wait_takes_the_servers() {
+        let stage = |max_wait_time_ms| StageConfig {
+            name: "Stage_1".into(),
+            num: 1,
+            max_batch_size: 4,
+            max_wait_time_ms,
+        };
+        let config = Config { wait_ms: 7, stages: vec![stage(0), stage(20)], ..Config::default() };
+        let shared = Shared::new(config, Documents::default(), Arc::new(Stores::new(None, None)));
+        assert_eq!(shared.stages[0].max_wait, Duration::from_millis(7));
+        assert_eq!(shared.stages[1].max_wait, Duration::from_millis(20));
+    }
 }

@@ -17,8 +17,7 @@ from mosec.store.redis import DEFAULT_TTL_MS, RedisStore, connect
 from mosec.store.settings import REDIS_URL_ENV, redis_url_of
 from mosec.worker import Worker
 
-# REDIS_URL_ENV lived here before mosec.store; scripts and tests still import it from here.
-__all__ = ["REDIS_URL_ENV", "RedisShmIPCMixin"]
+__all__ = ["RedisShmIPCMixin"]
 
 # This process's store, and the pid that made it (a forked child must not share the socket).
 _store: RedisStore | None = None

@@ -12,11 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from mosec.store.arena import ArenaStore, arena_store
+from mosec.store.arena import arena_store
 from mosec.store.codec import decode, encode
 
-# ArenaStore and arena_store lived here before mosec.store; scripts still import them from here.
-__all__ = ["ArenaStore", "ShmIPCMixin", "arena_store"]
+__all__ = ["ShmIPCMixin"]
 
 
 class ShmIPCMixin:

@@ -18,6 +18,7 @@ reference; they pass through here unchanged.
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from mosec import _engine
-from mosec.store.settings import ARENA_ENV, WAIT_ENV
+from mosec.store.settings import ARENA_ENV, WAIT_ENV, configured
 
 
 class ArenaMapping:
@@ -116,11 +117,17 @@ def arena_mapping() -> ArenaMapping:
     """
     global _mapping
     if _mapping is None:
-        path = os.environ.get(ARENA_ENV)
+        stores = configured()
+        path = stores.arena_path or os.environ.get(ARENA_ENV)
         if not path:
             raise RuntimeError(
                 f"no shared-memory arena: {ARENA_ENV} is not set (run the worker under "
                 "mosec.Server, which creates the arena for workers using ShmIPCMixin)"
             )
-        _mapping = ArenaMapping(path, int(os.environ.get(WAIT_ENV, "1000")))
+        wait_ms = stores.shm_wait_ms
+        if wait_ms is None:
+            wait_ms = int(
+                os.environ.get(WAIT_ENV) or json.loads(_engine.default_config())["shm_wait_ms"]
+            )
+        _mapping = ArenaMapping(path, wait_ms)
     return _mapping

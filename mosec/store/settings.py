@@ -2,14 +2,19 @@
 
 IPC mixins declare the store they use with a ``_mosec_store`` class attribute (``"arena"`` or
 ``"redis"``). The server reads it to ask the engine for that store (the arena is created by the
-engine at start; Redis keys of abandoned tasks are deleted by the engine), then tells the
-worker processes where the arena is through the environment they inherit.
+engine at start; Redis keys of abandoned tasks are deleted by the engine), then tells each
+worker process where the stores are in its pickled spec (:class:`WorkerStores`), which the
+worker installs with :func:`configure_worker` before it builds the user's worker.
+
+The ``MOSEC_ARENA``/``MOSEC_SHM_WAIT_MS`` variables are read only when nothing was configured: by
+programs that map a server's arena without being its workers (the arena benchmark, say).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from mosec import log
@@ -28,12 +33,46 @@ MOSEC_REDIS_URL_ENV = "MOSEC_INTERNAL_REDIS_URL"
 logger = log.get_logger("store")
 
 
-def engine_settings(workers: Iterable[type], defaults: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WorkerStores:
+    """Where a worker process finds the server's stores; it travels in the worker's spec.
+
+    Attributes:
+        arena_path: the arena file, when the server made one.
+        shm_wait_ms: how long an allocation waits for room in a full arena (``--shm-wait``).
+        redis_url: the Redis of the Redis mixin, when a stage uses it.
+    """
+
+    arena_path: str | None = None
+    shm_wait_ms: int | None = None
+    redis_url: str | None = None
+
+
+# This process's stores, installed by the worker loop from its spec.
+_configured = WorkerStores()
+
+
+def configure_worker(stores: WorkerStores) -> None:
+    """Install the stores of this worker process (before the user's worker is built)."""
+    global _configured
+    _configured = stores
+
+
+def configured() -> WorkerStores:
+    """The stores installed in this process (empty outside a server's worker)."""
+    return _configured
+
+
+def for_workers(engine: Any, settings: dict[str, Any], shm_wait_ms: int) -> WorkerStores:
+    """What the worker processes must know of the stores the started engine serves."""
+    return WorkerStores(engine.arena_path() or None, shm_wait_ms, settings.get("redis_url"))
+
+
+def engine_settings(workers: Iterable[type]) -> dict[str, Any]:
     """The engine config entries for the stores these worker classes use.
 
     Args:
         workers: every stage's worker class.
-        defaults: the engine's default config (for the arena wait).
 
     Raises:
         ValueError: two workers use Redis with different URLs. The engine deletes the keys of
@@ -47,7 +86,6 @@ def engine_settings(workers: Iterable[type], defaults: dict[str, Any]) -> dict[s
         url = _one_redis_url(workers)
         if url is not None:
             settings["redis_url"] = url
-    settings["shm_wait_ms"] = defaults["shm_wait_ms"]
     return settings
 
 
@@ -66,23 +104,12 @@ def _one_redis_url(workers: list[type]) -> str | None:
             f"one server uses one Redis, but {first_user} uses {first!r} and {second_user} "
             f"uses {second!r}: call set_redis_url with the same URL for every stage"
         )
-        # The server computes these settings before its start-up error handling, so the error
-        # is logged here too, to reach the server's log in its own format before the exit.
-        logger.error("cannot start the server: %s", message)
         raise ValueError(message)
     return next(iter(users), None)
 
 
 def redis_url_of(worker: type) -> str | None:
-    """Where a Redis worker's Redis is: its ``set_redis_url``, else the environment (ours, then
-    mosec 0.9's variable)."""
-    url = getattr(worker, "_redis_url", None)
+    """Where a Redis worker's Redis is: its ``set_redis_url``, else what the server configured,
+    else the environment (ours, then mosec 0.9's variable)."""
+    url = getattr(worker, "_redis_url", None) or _configured.redis_url
     return url or os.environ.get(REDIS_URL_ENV) or os.environ.get(MOSEC_REDIS_URL_ENV) or None
-
-
-def export_to_workers(engine: Any, settings: dict[str, Any]) -> None:
-    """Publish the arena's path to the worker processes started after this call."""
-    path = engine.arena_path()
-    if path:
-        os.environ[ARENA_ENV] = path
-        os.environ[WAIT_ENV] = str(settings["shm_wait_ms"])
