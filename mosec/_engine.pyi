@@ -5,6 +5,20 @@ from typing import final
 from typing_extensions import Self
 
 __all__ = [
+    "ARENA_REFERENCE_LEN",
+    "FLAG_EGRESS",
+    "FLAG_INGRESS",
+    "FLAG_REFERENCE",
+    "FLAG_REQUEST_ID",
+    "KIND_BATCH",
+    "KIND_CANCEL",
+    "KIND_EVENT",
+    "KIND_HELLO",
+    "KIND_RESULT",
+    "RESERVED_PATHS",
+    "RESERVED_PREFIX",
+    "STORE_ARENA",
+    "STORE_REDIS",
     "ArenaClient",
     "Engine",
     "default_config",
@@ -16,6 +30,23 @@ def default_config() -> str:
 
 def version() -> str:
     """The crate version, e.g. ``"0.1.0"``."""
+
+# The wire formats' numbers, from their one definition (engine/src/protocol.rs, refs.rs,
+# config.rs, shm::Reference).
+KIND_HELLO: int
+KIND_BATCH: int
+KIND_RESULT: int
+KIND_EVENT: int
+KIND_CANCEL: int
+FLAG_INGRESS: int
+FLAG_EGRESS: int
+FLAG_REQUEST_ID: int
+FLAG_REFERENCE: int
+STORE_ARENA: int
+STORE_REDIS: int
+ARENA_REFERENCE_LEN: int
+RESERVED_PATHS: list[str]
+RESERVED_PREFIX: str
 
 @final
 class Engine:

@@ -56,7 +56,15 @@ from mosec.errors import (
     ValidationError,
     error_response,
 )
-from mosec.protocol import FLAG_EGRESS, FLAG_INGRESS, STATUS_OK, Received, Reply, WorkerLink
+from mosec.protocol import (
+    FLAG_EGRESS,
+    FLAG_INGRESS,
+    FLAG_REFERENCE,
+    STATUS_OK,
+    Received,
+    Reply,
+    WorkerLink,
+)
 from mosec.store import settings as store_settings
 from mosec.store.settings import WorkerStores
 from mosec.stream import EventChannel
@@ -182,6 +190,12 @@ class Loop:
         self.sse = worker if isinstance(worker, SSEWorker) else None
         #: A mixin's clean-up after each batch (e.g. unused arena leases), when it has one.
         self.after_batch = getattr(worker, "_mosec_after_batch", None)
+        #: For a store mixin's worker: its codec's test of whether a payload is a reference.
+        self.is_reference = None
+        if getattr(worker, "_mosec_store", None) is not None:
+            from mosec.store.codec import is_reference
+
+            self.is_reference = is_reference
         if self.timeout_s > 0:
             stage_worker.install_timeout()
 
@@ -209,7 +223,7 @@ class Loop:
         """Turn one BATCH into the items of its RESULT."""
         if len(batch) == 1 and not self.batched:
             return [self._handle_one(*batch[0])]
-        replies: list[Reply] = [(task_id, STATUS_OK, b"") for task_id, _, _ in batch]
+        replies: list[Reply] = [(task_id, STATUS_OK, b"", 0) for task_id, _, _ in batch]
         positions: list[int] = []
         inputs: list[Any] = []
         worker = self.worker
@@ -243,17 +257,20 @@ class Loop:
             except (Exception, MosecTimeoutError) as err:
                 replies[index] = (task_id, *self._failure(err, "encoding"))
                 continue
-            replies[index] = (task_id, STATUS_OK, encoded)
+            replies[index] = (task_id, STATUS_OK, *encoded)
         return replies
 
-    def _encode(self, flags: int, output: Any) -> bytes:
-        """``serialize`` for the route's last stage, ``serialize_ipc`` otherwise, as bytes."""
+    def _encode(self, flags: int, output: Any) -> tuple[bytes, int]:
+        """``serialize`` for the route's last stage, ``serialize_ipc`` otherwise, as bytes, with
+        the item's flags: REFERENCE when a store mixin's codec says the payload names objects."""
         if flags & FLAG_EGRESS:
             encoded = self.worker.serialize(output)
-        else:
-            encoded = self.worker.serialize_ipc(output)
-        # A bytes subclass (a store reference) is kept: its type carries the REFERENCE flag.
-        return encoded if isinstance(encoded, bytes) else bytes(encoded)
+            return (encoded if type(encoded) is bytes else bytes(encoded)), 0
+        encoded = self.worker.serialize_ipc(output)
+        payload = encoded if type(encoded) is bytes else bytes(encoded)
+        if self.is_reference is not None and self.is_reference(payload):
+            return payload, FLAG_REFERENCE
+        return payload, 0
 
     def _handle_one(self, task_id: int, flags: int, payload: bytes) -> Reply:
         """The common case, an unbatched stage's single item, without the batch bookkeeping."""
@@ -272,7 +289,7 @@ class Loop:
             encoded = self._encode(flags, output)
         except (Exception, MosecTimeoutError, StreamCancelled) as err:
             return (task_id, *self._failure(err, step))
-        return (task_id, STATUS_OK, encoded)
+        return (task_id, STATUS_OK, *encoded)
 
     def _open_stream(self, task_ids: list[int]) -> None:
         """Point a streaming worker's events at the requests of the next forward call."""
@@ -287,7 +304,7 @@ class Loop:
             return _FAILED
 
     def _forward_batch(self, inputs: list[Any], replies: list[Reply], positions: list[int]) -> Any:
-        failure: tuple[int, bytes] | None = None
+        failure: tuple[int, bytes, int] | None = None
         try:
             outputs = self._call_forward(inputs)
         except (Exception, MosecTimeoutError, StreamCancelled) as err:
@@ -303,7 +320,7 @@ class Loop:
                 len(inputs),
                 got,
             )
-            failure = (500, INTERNAL_ERROR_BODY.encode())
+            failure = (500, INTERNAL_ERROR_BODY.encode(), 0)
         for index in positions:
             replies[index] = (replies[index][0], *failure)
         return [_FAILED] * len(inputs)
@@ -311,11 +328,11 @@ class Loop:
     def _call_forward(self, data: Any) -> Any:
         return stage_worker.call_forward(self.worker, data, self.timeout_s)
 
-    def _failure(self, err: BaseException, step: str) -> tuple[int, bytes]:
-        """Log an error from user code and give the status and body for the client."""
+    def _failure(self, err: BaseException, step: str) -> tuple[int, bytes, int]:
+        """Log an error from user code; the status, body and flags (0) of its reply."""
         if isinstance(err, StreamCancelled):
             logger.info("%s stopped streaming: %s", self.name, err)
-            return CLIENT_GONE, b"client closed the request"
+            return CLIENT_GONE, b"client closed the request", 0
         if isinstance(err, (ClientError, ValidationError)):
             logger.debug("%s %s rejected a request: %s", self.name, step, err)
         elif isinstance(err, MosecTimeoutError):
@@ -324,7 +341,7 @@ class Loop:
             logger.error("%s %s failed: %s", self.name, step, err, exc_info=err)
         else:
             logger.error("%s %s raised %s", self.name, step, type(err).__name__, exc_info=err)
-        return error_response(err)
+        return (*error_response(err), 0)
 
 
 _FAILED: Any = object()

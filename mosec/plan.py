@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from mosec import _engine
 from mosec.runtime import Runtime
 from mosec.worker import SSEWorker
 
-#: Paths the engine answers itself: readiness and metrics. ``/openapi...`` is reserved too.
-RESERVED_PATHS = ("/", "/metrics")
-RESERVED_PREFIX = "/openapi"
+#: Paths the engine answers itself (readiness and metrics) and the prefix of its documents,
+#: from their definition in the engine.
+RESERVED_PATHS = tuple(_engine.RESERVED_PATHS)
+RESERVED_PREFIX = _engine.RESERVED_PREFIX
 
 
 @dataclass

@@ -1,36 +1,10 @@
-"""The worker link: frames between the engine and one worker process over a Unix socket.
+"""The worker's end of the worker link: frames between the engine and one worker process.
 
-Every integer is little-endian. A worker connects after its warm-up and sends HELLO; then the engine
-sends one BATCH at a time and waits for that batch's RESULT before it sends the next one.
-
-::
-
-    frame := body_len:u32 | body                      (body_len counts the body only)
-    body  := kind:u8 | reserved:u8 (=0) | count:u16 | rest
-
-    kind 1 HELLO   worker -> engine  count = 0, rest = stage:u32 | worker_id:u32 | pid:u32
-    kind 2 BATCH   engine -> worker  count = n, rest = n items
-    kind 3 RESULT  worker -> engine  count = n, rest = n items, same order and task ids as the BATCH
-    kind 4 EVENT   worker -> engine  count = n stream events sent before the RESULT (SSE)
-    kind 5 CANCEL  engine -> worker  count = n items with empty payloads: these tasks' clients
-                                     are gone; may arrive while a batch is in hand or between
-                                     batches
-
-    item  := task_id:u32 | flags:u16 | status:u16 | len:u32 | [rid_len:u8 | rid] | payload[len]
-
-    flags  0x0001 INGRESS    first stage of the task's route: the payload is the HTTP body
-           0x0002 EGRESS     last stage of the task's route: the result is the HTTP body
-           0x0004 REQUEST_ID the item carries its request id (rid_len, then that many ASCII
-                             bytes) between its header and its payload; len counts the payload
-                             only. The engine sets it on BATCH items.
-           0x8000 REFERENCE  the payload is a store reference, not inline bytes (data-plane
-                             issue; reserved, never set yet)
-    status 0 in a BATCH. In a RESULT the HTTP status of the item: 200 means the payload is the
-           output (the next stage's input or the response body); anything else is an error and
-           the payload is the UTF-8 message sent to the client as text/plain.
-
-A RESULT item carries flags 0 (only REFERENCE will mean something there). The socket reaching EOF
-means the engine is gone and the worker should exit.
+The layout is defined once, in ``engine/src/protocol.rs`` (its module documentation); the kind,
+flag, and store numbers are imported from there through ``mosec._engine``. In short: a worker
+connects after its warm-up and sends HELLO; the engine sends one BATCH at a time and waits for
+its RESULT (after any EVENT frames of a streaming worker); CANCEL frames name tasks whose clients
+left. The socket reaching EOF means the engine is gone and the worker should exit.
 """
 
 from __future__ import annotations
@@ -39,16 +13,34 @@ import socket
 import struct
 from collections.abc import Sequence
 
-KIND_HELLO = 1
-KIND_BATCH = 2
-KIND_RESULT = 3
-KIND_EVENT = 4
-KIND_CANCEL = 5
+from mosec._engine import (
+    FLAG_EGRESS,
+    FLAG_INGRESS,
+    FLAG_REFERENCE,
+    FLAG_REQUEST_ID,
+    KIND_BATCH,
+    KIND_CANCEL,
+    KIND_EVENT,
+    KIND_HELLO,
+    KIND_RESULT,
+)
 
-FLAG_INGRESS = 0x0001
-FLAG_EGRESS = 0x0002
-FLAG_REQUEST_ID = 0x0004
-FLAG_REFERENCE = 0x8000
+__all__ = [
+    "FLAG_EGRESS",
+    "FLAG_INGRESS",
+    "FLAG_REFERENCE",
+    "FLAG_REQUEST_ID",
+    "KIND_BATCH",
+    "KIND_CANCEL",
+    "KIND_EVENT",
+    "KIND_HELLO",
+    "KIND_RESULT",
+    "STATUS_OK",
+    "ProtocolError",
+    "Received",
+    "Reply",
+    "WorkerLink",
+]
 
 STATUS_OK = 200
 
@@ -63,18 +55,9 @@ _MAX_COUNT = 0xFFFF
 
 #: One item as the worker sees it: ``(task_id, flags, payload)``.
 Received = tuple[int, int, bytes]
-#: One item of a reply: ``(task_id, status, payload)``.
-Reply = tuple[int, int, bytes]
-
-
-class StoreReference(bytes):
-    """A payload that names store objects instead of carrying the bytes (the REFERENCE flag).
-
-    IPC mixins return it from ``serialize_ipc``; the link then flags the item so the engine can
-    track and release the objects it names (layout in ``engine/src/refs.rs``).
-    """
-
-    __slots__ = ()
+#: One item of a reply: ``(task_id, status, payload, flags)``; flags is FLAG_REFERENCE for a
+#: payload naming store objects, 0 otherwise.
+Reply = tuple[int, int, bytes, int]
 
 
 class ProtocolError(Exception):
@@ -136,12 +119,12 @@ class WorkerLink:
         """Send the RESULT of the current batch.
 
         Args:
-            items: ``(task_id, status, payload)`` per item, in the batch's order.
+            items: ``(task_id, status, payload, flags)`` per item, in the batch's order.
         """
         self._send(KIND_RESULT, items)
 
     def send_event(self, items: Sequence[Reply]) -> None:
-        """Send stream events (used by the streaming issue)."""
+        """Send stream events for items of the batch in hand."""
         self._send(KIND_EVENT, items)
 
     def _send(self, kind: int, items: Sequence[Reply]) -> None:
@@ -150,8 +133,7 @@ class WorkerLink:
         parts: list[bytes] = [b""]
         body_len = _BODY_HEAD_SIZE
         pack = ITEM_HEAD.pack
-        for task_id, status, payload in items:
-            flags = FLAG_REFERENCE if type(payload) is StoreReference else 0
+        for task_id, status, payload, flags in items:
             parts.append(pack(task_id, flags, status, len(payload)))
             parts.append(payload)
             body_len += ITEM_HEAD.size + len(payload)

@@ -91,7 +91,7 @@ class EventChannel(EventSink):
             if all(other in cancelled for other in self._task_ids):
                 raise StreamCancelled("every client of this forward call is gone")
             return
-        self._link.send_event([(task_id, STATUS_OK, payload)])
+        self._link.send_event([(task_id, STATUS_OK, payload, 0)])
         self.sent += 1
         if self._timeout_s > 0:
             signal.setitimer(signal.ITIMER_REAL, self._timeout_s)

@@ -57,7 +57,8 @@ def test_the_extension_defines_no_exception_of_its_own() -> None:
     public = [name for name in dir(_engine) if not name.startswith("_")]
     assert public
     for name in public:
-        assert getattr(_engine, name).__module__ == "mosec._engine", name
+        if not name.isupper():  # the wire format's numbers are plain ints and strings
+            assert getattr(_engine, name).__module__ == "mosec._engine", name
     assert not any(
         isinstance(value, type) and issubclass(value, BaseException)
         for value in vars(_engine).values()

@@ -91,6 +91,9 @@ pub struct RouteConfig {
 
 /// Paths the engine serves itself; no route may take them.
 pub const RESERVED_PATHS: [&str; 2] = ["/", "/metrics"];
+/// The prefix of the documents the engine serves (`/openapi/metadata.json`, Swagger UI); no
+/// route may start with it.
+pub const RESERVED_PREFIX: &str = "/openapi";
 
 /// A config that cannot run, with the reason.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -194,7 +197,9 @@ impl Config {
             if !route.path.starts_with('/') {
                 return invalid(format!("route {:?} must start with '/'", route.path));
             }
-            if RESERVED_PATHS.contains(&route.path.as_str()) || route.path.starts_with("/openapi") {
+            if RESERVED_PATHS.contains(&route.path.as_str())
+                || route.path.starts_with(RESERVED_PREFIX)
+            {
                 return invalid(format!("route {:?} is reserved by the server", route.path));
             }
             if !seen.insert(route.path.as_str()) {

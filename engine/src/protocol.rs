@@ -28,8 +28,10 @@
 //!         the output), anything else is an error (the payload is its UTF-8 message)
 //! ```
 //!
-//! The reference bit is reserved for the object-ID data plane: the engine never reads payloads,
-//! but it must see which ones name store objects so it can release them when a task ends.
+//! This is the one definition of the layout: the Python side (`mosec/protocol.py`) imports these
+//! numbers from `mosec._engine` and follows this text. The engine never reads payloads, except
+//! those flagged REFERENCE, whose layout is in `crate::refs`: it must see which objects a task
+//! holds to release them when the task ends.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mosec import _engine
 from mosec.errors import StoreReferenceError
 from mosec.store.mapping import ArenaMapping, arena_mapping
 
-#: Store kind byte of the arena in a reference (``engine/src/refs.rs``).
-KIND = 1
-#: Bytes of an arena object id in a reference.
-ID_LEN = 32
+#: Store kind byte of the arena in a reference, and the bytes of one of its object ids (the
+#: arena's own reference), from their definitions in the engine.
+KIND = _engine.STORE_ARENA
+ID_LEN = _engine.ARENA_REFERENCE_LEN
 
 
 class ArenaStore:

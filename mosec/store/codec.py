@@ -4,7 +4,8 @@ A stage output either travels inline or by reference:
 
 - small outputs (every buffer under :data:`INLINE_BELOW` bytes) travel inline as a pickle
   (protocol 5): the payload starts with pickle's ``0x80`` byte;
-- larger ones go into a store, and the payload is a :class:`~mosec.protocol.StoreReference`::
+- larger ones go into a store, and the payload is a reference (:func:`is_reference` says which
+  a payload is, and the worker loop flags references REFERENCE for the engine)::
 
       reference := store:u8 | count:u16 | object id * count | meta
       meta      := b"a" | dtype_len:u8 | dtype | ndim:u8 | shape:i64 * ndim    one numpy array
@@ -30,7 +31,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from mosec.errors import StoreReferenceError
-from mosec.protocol import StoreReference
 
 #: Buffers smaller than this travel inside the pickle; an output with none larger is inline.
 INLINE_BELOW = 64 * 1024
@@ -90,9 +90,23 @@ def is_plain_array(data: Any) -> bool:
     return type(data) is np.ndarray and not data.dtype.hasobject and data.dtype.names is None
 
 
-def reference(store: Store, ids: Sequence[bytes], meta: bytes) -> StoreReference:
+#: The first byte of an inline payload (pickle's protocol opcode); a reference starts with the
+#: kind of its store (``mosec._engine.STORE_ARENA``, ``STORE_REDIS``) instead.
+_PICKLE_START = 0x80
+
+
+def is_reference(payload: bytes) -> bool:
+    """Whether an encoded stage output names store objects rather than carrying its bytes.
+
+    Anything this codec makes that is not an inline pickle is a reference, so a payload naming
+    a store this server does not run is flagged too, for the engine to refuse.
+    """
+    return bool(payload) and payload[0] != _PICKLE_START
+
+
+def reference(store: Store, ids: Sequence[bytes], meta: bytes) -> bytes:
     """The reference payload to objects ``ids`` of ``store``, followed by ``meta``."""
-    return StoreReference(HEAD.pack(store.kind, len(ids)) + store.pack_ids(ids) + meta)
+    return HEAD.pack(store.kind, len(ids)) + store.pack_ids(ids) + meta
 
 
 def parse_reference(payload: bytes, store: Store) -> tuple[list[bytes], memoryview]:
@@ -123,7 +137,7 @@ def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
             in place), which is handed over without a copy.
 
     Returns:
-        An inline pickle, or a :class:`StoreReference`.
+        An inline pickle, or a reference (see :func:`is_reference`).
     """
     if sealed_id is not None:
         return reference(store, [sealed_id], _array_meta(data))
@@ -163,7 +177,7 @@ def decode(payload: bytes, store: Store) -> Any:
         StoreReferenceError: when a reference names another store, does not unpack, or its
             meta is malformed (a 500 that says so, rather than a bare internal error).
     """
-    if not payload or payload[0] == 0x80:
+    if not is_reference(payload):
         return pickle.loads(payload)
     ids, meta = parse_reference(payload, store)
     buffers = store.fetch(ids)  # first: a Redis consumer deletes what it was handed over

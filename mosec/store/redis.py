@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mosec import _engine
 from mosec.errors import StoreFullError, StoreReferenceError
 
 if TYPE_CHECKING:
     import redis
 
-#: Store kind byte of Redis in a reference (``engine/src/refs.rs``).
-KIND = 2
+#: Store kind byte of Redis in a reference, from its definition in the engine.
+KIND = _engine.STORE_REDIS
 #: Every key this server makes starts with this.
 KEY_PREFIX = "mosec:"
 #: The default expiry of a key, in milliseconds.

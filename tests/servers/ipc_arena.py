@@ -21,6 +21,8 @@ Stage 1 puts a 2048-byte JSON header in front of the payload: the request's opti
 for ``inplace``, the arena offset of the array it wrote. Stage 2 (``Consume``) reads it back:
 
 - ``mark2`` / ``hold2`` / ``sleep2`` / ``raise2`` as above (``raise2`` is a ``ServerError``, 500);
+- ``digests2``: a path: digest the payload before ``mark2`` and again after the hold/sleep, and
+  write ``{"start", "end", "offset"}`` there (the answer of a request that timed out is lost);
 
 and answers ``{"pids": [stage1, stage2], "sha256": <payload digest>, "offset": <arena offset
 of the array it received, or null>, "inplace_offset": ..., "writeable": <bool>}``.
@@ -40,7 +42,6 @@ import numpy as np
 
 from mosec import Server, ServerError, ValidationError, Worker
 from mosec.mixin import ShmIPCMixin
-from mosec.protocol import StoreReference
 from mosec.store.arena import arena_store
 
 HEADER = 2048
@@ -79,7 +80,7 @@ def behave(data: dict, stage: str) -> None:
         raise error(f"asked to raise in stage {stage}")
 
 
-def forged(kind: str, data: dict) -> StoreReference:
+def forged(kind: str, data: dict) -> bytes:
     """A reference payload made by hand: ``reference := 1 | count:u16 | 32-byte refs | meta``.
 
     Kinds: ``generation`` (a freed object's reference with a later generation), ``arena`` (another
@@ -92,21 +93,21 @@ def forged(kind: str, data: dict) -> StoreReference:
     store = arena_store()
     meta = b"a" + bytes([3]) + b"|u1" + bytes([1]) + struct.pack("<q", 64)
     if kind == "replay":
-        return StoreReference(Path(data["replay"]).read_bytes())
+        return Path(data["replay"]).read_bytes()
     if kind == "garbage":
-        return StoreReference(b"\x01\x01\x00" + b"\x00" * 7)
+        return b"\x01\x01\x00" + b"\x00" * 7
     if kind == "store":
-        return StoreReference(b"\x09\x01\x00" + bytes(32) + meta)
+        return b"\x09\x01\x00" + bytes(32) + meta
     if kind == "store-empty":
-        return StoreReference(b"\x09\x00\x00" + meta)
+        return b"\x09\x00\x00" + meta
     if kind == "unsealed":
         reference, _ = store.mapping.alloc(64)
-        return StoreReference(b"\x01\x01\x00" + reference + meta)
+        return b"\x01\x01\x00" + reference + meta
     valid = store.put_many([memoryview(bytes(64))])[0]
     arena_id, offset, size, generation = struct.unpack("<QQQQ", valid)
     if kind == "partial":
         bad = struct.pack("<QQQQ", arena_id, offset, size, generation + 1_000_000)
-        return StoreReference(b"\x01\x02\x00" + valid + bad + meta)
+        return b"\x01\x02\x00" + valid + bad + meta
     store.discard([valid])
     if kind == "generation":
         bad = struct.pack("<QQQQ", arena_id, offset, size, generation + 1_000_000)
@@ -116,7 +117,7 @@ def forged(kind: str, data: dict) -> StoreReference:
         bad = struct.pack("<QQQQ", arena_id, 1 << 50, size, generation)
     else:
         raise ValidationError(f"unknown forgery {kind!r}")
-    return StoreReference(b"\x01\x01\x00" + bad + meta)
+    return b"\x01\x01\x00" + bad + meta
 
 
 class Produce(ShmIPCMixin, Worker):
@@ -172,12 +173,19 @@ class Consume(ShmIPCMixin, Worker):
             assert np.array_equal(data["array"], data["copy"]) and data["tag"] == b"nested"
         header = json.loads(bytes(array[:HEADER]))
         request = header["request"]
+        watched = "digests2" in request
+        start = hashlib.sha256(array[HEADER:]).hexdigest() if watched else None
         behave(request, "2")
+        end = hashlib.sha256(array[HEADER:]).hexdigest()
+        offset = arena_store().mapping.offset_of(array)
+        if watched:
+            digests = {"start": start, "end": end, "offset": offset}
+            write_atomic(request["digests2"], json.dumps(digests))
         return {
             "pids": [header["pid"], os.getpid()],
-            "sha256": hashlib.sha256(array[HEADER:]).hexdigest(),
+            "sha256": end,
             "size": int(array.size - HEADER),
-            "offset": arena_store().mapping.offset_of(array),
+            "offset": offset,
             "inplace_offset": header["inplace_offset"],
             "writeable": bool(array.flags.writeable),
         }

@@ -24,5 +24,30 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<arena::PyArenaClient>()?;
     module.add_function(wrap_pyfunction!(default_config, module)?)?;
     module.add_function(wrap_pyfunction!(version, module)?)?;
+    add_wire_constants(module)
+}
+
+/// The wire formats' numbers, exported so that the Python side reads them from their one
+/// definition (`crate::protocol`, `crate::refs`, `shm::Reference`, `crate::config`).
+fn add_wire_constants(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    use crate::protocol::{FrameKind, FLAG_EGRESS, FLAG_INGRESS, FLAG_REFERENCE, FLAG_REQUEST_ID};
+    for (name, kind) in [
+        ("KIND_HELLO", FrameKind::Hello),
+        ("KIND_BATCH", FrameKind::Batch),
+        ("KIND_RESULT", FrameKind::Result),
+        ("KIND_EVENT", FrameKind::Event),
+        ("KIND_CANCEL", FrameKind::Cancel),
+    ] {
+        module.add(name, kind as u8)?;
+    }
+    module.add("FLAG_INGRESS", FLAG_INGRESS)?;
+    module.add("FLAG_EGRESS", FLAG_EGRESS)?;
+    module.add("FLAG_REQUEST_ID", FLAG_REQUEST_ID)?;
+    module.add("FLAG_REFERENCE", FLAG_REFERENCE)?;
+    module.add("STORE_ARENA", crate::refs::STORE_ARENA)?;
+    module.add("STORE_REDIS", crate::refs::STORE_REDIS)?;
+    module.add("ARENA_REFERENCE_LEN", shm::Reference::LEN)?;
+    module.add("RESERVED_PATHS", crate::config::RESERVED_PATHS.to_vec())?;
+    module.add("RESERVED_PREFIX", crate::config::RESERVED_PREFIX)?;
     Ok(())
 }
