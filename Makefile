@@ -14,6 +14,7 @@ build: ## rebuild the extension in place after Rust changes
 lint: ## rustfmt, clippy, ruff, mypy
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p mosec-engine --features python --all-targets -- -D warnings
 	$(PY) -m ruff check mosec tests examples benchmarks scripts
 	$(PY) -m ruff format --check mosec tests examples benchmarks scripts
 	$(PY) -m mypy
@@ -23,7 +24,7 @@ test-rust: ## Rust unit and integration tests
 	cargo test --workspace
 
 test-py: ## end-to-end pytest on real servers
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests benchmarks/tests
 
 test: install test-rust test-py ## everything CI runs
 

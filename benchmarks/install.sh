@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the benchmark harness needs; safe to run again (each step is skipped when done):
 #   - wrk (load generator) and redis-server (for the Redis IPC targets), from Debian;
-#   - matplotlib and psutil for the interpreter that runs the harness;
+#   - matplotlib and psutil (the package's `bench` extra) for the interpreter running the harness;
 #   - the virtual environments of upstream mosec 0.9.8 and LitServe (benchmarks/.venv-*),
 #     unless BENCH_SKIP_VENVS=1 (then `python -m benchmarks run` creates them on first use).
 # Usage: bash benchmarks/install.sh   (PY=python3.11 to pick the interpreter)
@@ -22,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! "$PY" -c "import matplotlib, psutil" 2>/dev/null; then
-    "$PY" -m pip install --quiet --disable-pip-version-check matplotlib psutil
+    "$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[bench]"
 fi
 
 if [ "${BENCH_SKIP_VENVS:-0}" != "1" ]; then

@@ -261,8 +261,12 @@ class Loop:
         return replies
 
     def _encode(self, flags: int, output: Any) -> tuple[bytes, int]:
-        """``serialize`` for the route's last stage, ``serialize_ipc`` otherwise, as bytes, with
-        the item's flags: REFERENCE when a store mixin's codec says the payload names objects."""
+        """Encode one output: ``serialize`` on the route's last stage, else ``serialize_ipc``.
+
+        Returns:
+            The payload as bytes and the item's flags: REFERENCE when a store mixin's codec says
+            the payload names store objects.
+        """
         if flags & FLAG_EGRESS:
             encoded = self.worker.serialize(output)
             return (encoded if type(encoded) is bytes else bytes(encoded)), 0

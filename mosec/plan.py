@@ -32,8 +32,10 @@ class StagePlan:
     runtime: Runtime
 
     def engine_config(self) -> dict[str, Any]:
-        """The stage's entry in the engine config (the engine reads ``max_wait_time`` 0 as
-        ``--wait``)."""
+        """The stage's entry in the engine config.
+
+        The engine reads a ``max_wait_time`` of 0 as the server's ``--wait``.
+        """
         runtime = self.runtime
         return {
             "name": runtime.name,

@@ -79,6 +79,7 @@ class Runtime:
         return float(self.timeout)
 
     def __repr__(self) -> str:
+        """The stage's name and settings."""
         return (
             f"Runtime({self.name}, num={self.num}, max_batch_size={self.max_batch_size}, "
             f"max_wait_time={self.max_wait_time}, timeout={self.timeout})"

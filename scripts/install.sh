@@ -14,7 +14,7 @@ fi
 # maturin must be present for the no-isolation editable build below.
 "$PY" -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2"
 # The package with its development and demo extras; the extension is (re)built into mosec/.
-"$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[dev,demo]"
+"$PY" -m pip install --quiet --disable-pip-version-check --no-build-isolation -e ".[dev,demo,bench]"
 
 # The benchmark harness brings its own installer (load generator, redis-server, plotting). The
 # comparison targets' virtual environments are made by `make bench` on first use, not here, so

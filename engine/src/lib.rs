@@ -18,7 +18,9 @@
 //! - [`logging`]: structured logs shared in shape with the Python side.
 //! - `py` (feature `python`): the `mosec._engine` extension module.
 //!
-//! Raw memory access lives only in the `shm` crate; `engine/Cargo.toml` forbids it here.
+//! Raw memory access lives only in the `shm` crate; this crate forbids it (the attribute below).
+
+#![forbid(unsafe_code)]
 
 pub mod batcher;
 pub mod config;

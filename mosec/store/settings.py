@@ -109,7 +109,10 @@ def _one_redis_url(workers: list[type]) -> str | None:
 
 
 def redis_url_of(worker: type) -> str | None:
-    """Where a Redis worker's Redis is: its ``set_redis_url``, else what the server configured,
-    else the environment (ours, then mosec 0.9's variable)."""
+    """Where a Redis worker's Redis is.
+
+    Its ``set_redis_url``, else what the server configured, else the environment (ours, then
+    mosec 0.9's variable).
+    """
     url = getattr(worker, "_redis_url", None) or _configured.redis_url
     return url or os.environ.get(REDIS_URL_ENV) or os.environ.get(MOSEC_REDIS_URL_ENV) or None

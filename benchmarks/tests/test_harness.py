@@ -21,24 +21,23 @@ from pathlib import Path
 import psutil
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # the harness is a package at the repository root, not installed
-    sys.path.insert(0, str(REPO))
+from benchmarks import cli, document, memory, startup
+from benchmarks.catalog import TARGETS
+from benchmarks.loadgen import LUA_TEMPLATE, MARKER, LoadGenError, Wrk, parse_wrk_output
+from benchmarks.monitor import ResourceMonitor, wait_idle
+from benchmarks.net import free_port, redis_ping, request
+from benchmarks.processes import ProcessTree
+from benchmarks.redis_daemon import RedisDaemon, redis_binary
+from benchmarks.report import cell, markdown, pick_baseline, summarize, to_json
+from benchmarks.runner import Settings
+from benchmarks.scenarios import SCENARIOS, by_name
+from benchmarks.selection import select, unavailable
+from benchmarks.servers import TargetServer
+from benchmarks.stats import Spread, paired_ratios, ratio, ratio_spread, spread
 
-from benchmarks import cli, document, memory, startup  # noqa: E402
-from benchmarks.catalog import TARGETS  # noqa: E402
-from benchmarks.loadgen import LUA_TEMPLATE, MARKER, LoadGenError, Wrk, parse_wrk_output  # noqa: E402
-from benchmarks.monitor import ResourceMonitor, wait_idle  # noqa: E402
-from benchmarks.net import free_port, redis_ping, request  # noqa: E402
-from benchmarks.processes import ProcessTree  # noqa: E402
-from benchmarks.redis_daemon import RedisDaemon, redis_binary  # noqa: E402
-from benchmarks.report import cell, markdown, pick_baseline, summarize, to_json  # noqa: E402
-from benchmarks.runner import Settings  # noqa: E402
-from benchmarks.scenarios import SCENARIOS, by_name  # noqa: E402
-from benchmarks.selection import select, unavailable  # noqa: E402
-from benchmarks.servers import TargetServer  # noqa: E402
-from benchmarks.stats import Spread, paired_ratios, ratio, ratio_spread, spread  # noqa: E402
-
+# benchmarks/tests is a package inside the benchmarks package, so pytest puts the repository
+# root on sys.path and the harness imports as it does under ``python -m benchmarks``.
+REPO = Path(__file__).resolve().parents[2]
 STUB = REPO / "benchmarks" / "targets" / "stub_server.py"
 needs_wrk = pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk is not installed (benchmarks/install.sh)"
