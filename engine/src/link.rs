@@ -1,5 +1,9 @@
 //! Serving one worker process over its Unix socket: hand it batches, route its results and
 //! stream events, and tell it when a client it is working for has gone.
+//!
+//! The worker reads its batch's arena inputs in place, so the link reports to the task table
+//! when the batch is answered and when the link ends: only then are the inputs of tasks
+//! removed meanwhile released (see `tasks.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,7 +24,7 @@ use crate::protocol::{
 };
 use crate::refs::{self, StoreObject};
 use crate::state::{stopped, Shared, Stage};
-use crate::tasks::{Advance, Outcome, TaskId};
+use crate::tasks::{Advance, Holder, Outcome, TaskId};
 
 /// How long a fresh connection may take to introduce itself.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,7 +110,7 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
         "worker connected"
     );
     let (frames, _reader) = spawn_reader(reader);
-    let (cancel_sender, cancelled) = mpsc::unbounded_channel();
+    let (cancel, cancelled) = mpsc::unbounded_channel();
     let labels =
         StageLabels { stage: stage.config.name.clone(), connection: hello.worker_id.to_string() };
     let mut link = Link {
@@ -116,10 +120,11 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
         labels,
         frames,
         writer: BufWriter::new(writer),
-        cancel_sender,
+        holder: Holder::new(cancel),
         cancelled,
     };
     let reason = link.run().await;
+    drop(link); // the link has ended: what its worker was reading is released now
     if let Some(arena) = &shared.tasks.stores().arena {
         // Objects the worker allocated and never handed over (handed-over ones were adopted).
         match arena.reclaim_owner(hello.pid) {
@@ -155,11 +160,19 @@ struct Link<'a> {
     /// Frames from the worker, read by the reader task.
     frames: mpsc::Receiver<Result<Frame, ProtocolError>>,
     writer: BufWriter<OwnedWriteHalf>,
-    /// Registered with every task this link holds; the task table sends its id when the
-    /// task is abandoned.
-    cancel_sender: mpsc::UnboundedSender<TaskId>,
+    /// Registered with every task this link holds: the task table sends its id here when the
+    /// task is abandoned, and keeps its store objects here if it is removed meanwhile.
+    holder: Arc<Holder>,
     /// Ids of held tasks whose clients left, to pass on to the worker.
     cancelled: mpsc::UnboundedReceiver<TaskId>,
+}
+
+impl Drop for Link<'_> {
+    /// Every way a link ends (worker gone, protocol broken, engine stopping, the task dropped)
+    /// ends its hold on the inputs of removed tasks.
+    fn drop(&mut self) {
+        self.shared.tasks.link_ended(&self.holder);
+    }
 }
 
 impl Link<'_> {
@@ -185,7 +198,7 @@ impl Link<'_> {
             };
             // Cancellations of tasks from earlier batches are stale now.
             while self.cancelled.try_recv().is_ok() {}
-            batch.retain(|queued| self.shared.tasks.hold(queued.task_id, &self.cancel_sender));
+            batch.retain(|queued| self.shared.tasks.hold(queued.task_id, &self.holder));
             if batch.is_empty() {
                 continue;
             }
@@ -220,6 +233,8 @@ impl Link<'_> {
                         .get_or_create(&self.labels)
                         .observe(started.elapsed().as_secs_f64());
                     self.dispatch(items, results);
+                    // After every task of the batch has had its result: see `batch_answered`.
+                    self.shared.tasks.batch_answered(&self.holder);
                 }
                 Err(err) => {
                     warn!(

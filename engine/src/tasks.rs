@@ -4,10 +4,20 @@
 //! ends exactly once: with its last stage's output, with an error from any stage, or with an
 //! engine-made error (timeout, worker died, draining). Whoever ends it takes its reply channel,
 //! so a late result for an ended task finds nothing and is dropped.
+//!
+//! # When a task's store objects are released
+//! A task holds the objects of its latest output, which are the input of the stage it is in.
+//! The worker of that stage reads them in place, without pins (`shm` has none), so they must
+//! not be freed while it may still read: from the moment a link puts the task in a BATCH
+//! ([`TaskTable::hold`]) until that link's worker answers the batch ([`TaskTable::advance`]
+//! for each of its tasks, then [`TaskTable::batch_answered`]) or the link ends
+//! ([`TaskTable::link_ended`]). A task removed in that window (timeout, client gone, drain)
+//! leaves the table at once, but its objects go to the link's [`Holder`] and are released only
+//! at that answer or end. A task removed while no worker holds it releases them at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -46,6 +56,40 @@ pub struct Hop {
     pub flags: u16,
 }
 
+/// A worker link as the task table sees it: where to report abandoned tasks, and the store
+/// objects of abandoned tasks that the link's worker may still be reading.
+pub struct Holder {
+    /// Told the id of a held task whose client left or whose deadline passed.
+    cancel: mpsc::UnboundedSender<TaskId>,
+    /// Objects of tasks removed while in the link's batch in hand, released when the worker
+    /// answers that batch; `None` once the link has ended (nobody reads them any more).
+    deferred: Mutex<Option<Vec<StoreObject>>>,
+}
+
+impl Holder {
+    /// A holder reporting abandoned tasks to `cancel`.
+    pub fn new(cancel: mpsc::UnboundedSender<TaskId>) -> Arc<Self> {
+        Arc::new(Self { cancel, deferred: Mutex::new(Some(Vec::new())) })
+    }
+
+    fn deferred(&self) -> MutexGuard<'_, Option<Vec<StoreObject>>> {
+        // Every update is one push or take: a poisoned list is still consistent.
+        self.deferred.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps `objects` until the batch in hand is answered; gives them back when the link has
+    /// ended already, so the caller releases them now.
+    fn defer(&self, objects: Vec<StoreObject>) -> Option<Vec<StoreObject>> {
+        match self.deferred().as_mut() {
+            Some(deferred) => {
+                deferred.extend(objects);
+                None
+            }
+            None => Some(objects),
+        }
+    }
+}
+
 /// The table's view of one task.
 struct Entry {
     /// The stages of the task's route.
@@ -54,13 +98,15 @@ struct Entry {
     position: usize,
     /// Taken by whoever ends the task.
     reply: Option<oneshot::Sender<Outcome>>,
-    /// The link of the worker holding the task now, told when the task is abandoned so the
-    /// worker can stop streaming for it.
-    holder: Option<mpsc::UnboundedSender<TaskId>>,
+    /// The link whose worker has the task in its batch in hand (set by `hold`, cleared by the
+    /// worker's result): told when the task is abandoned so the worker can stop streaming for
+    /// it, and given the task's objects if it is removed meanwhile.
+    holder: Option<Arc<Holder>>,
     /// Where a streaming route's events go (None for plain routes).
     events: Option<mpsc::UnboundedSender<Outcome>>,
-    /// Store objects of the task's latest output, released when the next stage is done with
-    /// them or when the task leaves the table.
+    /// Store objects of the task's latest output (the input of the stage it is in), released
+    /// when that stage's worker has answered for it, or when the task leaves the table (then
+    /// through `holder` while a worker may still read them; see the module docs).
     held: Vec<StoreObject>,
 }
 
@@ -157,20 +203,47 @@ impl TaskTable {
     }
 
     /// Removes a task, whether or not it has ended; called once its HTTP side is done with it.
-    /// A task abandoned while a worker holds it is reported to that worker's link, and every
-    /// store object it still holds is released.
+    /// A task abandoned while a worker holds it is reported to that worker's link. The store
+    /// objects it still holds are released now when no worker holds the task; otherwise that
+    /// worker may be reading them, and they are released when it answers its batch or its link
+    /// ends.
     pub fn remove(&self, id: TaskId) {
         let mut entries = self.lock();
-        let removed = entries.remove(&id);
+        let Some(entry) = entries.remove(&id) else {
+            return;
+        };
         self.count.send_replace(entries.len());
+        let now = match &entry.holder {
+            // Deferred while the table is still locked: the holder's `advance` for this task
+            // cannot run in between, so `batch_answered` after it always finds the objects.
+            Some(holder) => holder.defer(entry.held),
+            None => Some(entry.held),
+        };
         drop(entries);
-        if let Some(entry) = removed {
-            if let (Some(_), Some(holder)) = (entry.reply, entry.holder) {
-                // The link may be gone already; then there is no one left to tell.
-                let _ = holder.send(id);
-            }
-            self.stores.release(entry.held, false);
+        if let (Some(_), Some(holder)) = (entry.reply, entry.holder) {
+            // The link may be gone already; then there is no one left to tell.
+            let _ = holder.cancel.send(id);
         }
+        if let Some(objects) = now {
+            self.stores.release(objects, false);
+        }
+    }
+
+    /// Releases the objects of tasks removed while in `holder`'s batch in hand: its worker has
+    /// answered that batch (call after `advance` for each of the batch's results), so nobody
+    /// reads them any more.
+    pub fn batch_answered(&self, holder: &Holder) {
+        let deferred = holder.deferred().as_mut().map(std::mem::take).unwrap_or_default();
+        // Like `advance`'s consumed input: the worker ran, and deleted its Redis keys itself.
+        self.stores.release(deferred, true);
+    }
+
+    /// The link of `holder` has ended (its worker exited, broke the protocol, or the engine is
+    /// stopping): releases what it deferred, and from now on its tasks release at once.
+    pub fn link_ended(&self, holder: &Holder) {
+        let deferred = holder.deferred().take().unwrap_or_default();
+        // The worker may have died before reading its Redis keys: delete them.
+        self.stores.release(deferred, false);
     }
 
     /// Whether the task is still waiting for an answer.
@@ -178,12 +251,14 @@ impl TaskTable {
         self.lock().get(&id).is_some_and(|entry| entry.reply.is_some())
     }
 
-    /// Records that a worker link now holds the task; false when the task is no longer pending
-    /// (its client left or it timed out while queued), so the link can skip it.
-    pub fn hold(&self, id: TaskId, link: &mpsc::UnboundedSender<TaskId>) -> bool {
+    /// Records that a worker link is about to hand the task to its worker; false when the task
+    /// is no longer pending (its client left or it timed out while queued), so the link skips
+    /// it. From now until the worker's result (or the link's end) the task's objects outlive a
+    /// removal.
+    pub fn hold(&self, id: TaskId, link: &Arc<Holder>) -> bool {
         match self.lock().get_mut(&id) {
             Some(entry) if entry.reply.is_some() => {
-                entry.holder = Some(link.clone());
+                entry.holder = Some(Arc::clone(link));
                 true
             }
             _ => false,
@@ -211,12 +286,19 @@ impl TaskTable {
         output: Vec<StoreObject>,
     ) -> Advance {
         let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&id).filter(|entry| entry.reply.is_some()) else {
+        let Some(entry) = entries.get_mut(&id) else {
             drop(entries);
             self.stores.release(output, false);
             return Advance::Done;
         };
+        // The worker has answered: even for an ended task, nobody reads its input any more, so
+        // its removal may release it at once.
         entry.holder = None;
+        if entry.reply.is_none() {
+            drop(entries);
+            self.stores.release(output, false);
+            return Advance::Done;
+        }
         let consumed = std::mem::take(&mut entry.held);
         let advance = if status == 200 && entry.position + 1 < entry.pipeline.len() {
             entry.position += 1;
@@ -372,7 +454,8 @@ mod tests {
     #[test]
     fn abandoning_a_held_task_tells_its_link() {
         let table = TaskTable::default();
-        let (link, mut cancelled) = mpsc::unbounded_channel();
+        let (cancel, mut cancelled) = mpsc::unbounded_channel();
+        let link = Holder::new(cancel);
         let (held, _, _held_rx) = table.create(pipeline(&[0]), None);
         let (answered, _, _answered_rx) = table.create(pipeline(&[0]), None);
         assert!(table.hold(held, &link));

@@ -113,9 +113,6 @@ impl<'a> Heap<'a> {
         let b = self.block(offset)?;
         let size = b.size();
         b.set_state(BlockState::Free);
-        b.flags.store(0, Relaxed);
-        b.pins.store(0, Relaxed);
-        b.pin_pid.store(0, Relaxed);
         b.generation.store(0, Relaxed);
         self.hdr.used_bytes.fetch_sub(size, Relaxed);
         self.hdr.objects.fetch_sub(1, Relaxed);
@@ -179,11 +176,6 @@ impl<'a> Heap<'a> {
             let b = self.block(offset)?;
             let free = match b.state() {
                 Some(BlockState::Free) => true,
-                // Freed and no longer pinned, but the releasing process died before releasing.
-                Some(BlockState::Doomed) if b.unpinned() => {
-                    b.set_state(BlockState::Free);
-                    true
-                }
                 Some(_) => false,
                 None => return Err(corrupt(format!("bad block state at offset {offset}"))),
             };
@@ -325,13 +317,13 @@ impl<'a> Heap<'a> {
             .map
             .block(offset)
             .ok_or_else(|| corrupt(format!("block offset {offset} outside the mapping")))?;
-        b.flags.store(0, Relaxed);
+        b._reserved_flags.store(0, Relaxed);
         b.owner_pid.store(0, Relaxed);
-        b.pins.store(0, Relaxed);
+        b._reserved_pins.store(0, Relaxed);
         b.size.store(size, Relaxed);
         b.prev_size.store(prev_size, Relaxed);
         b.self_index.store(self.index_of(offset), Relaxed);
-        b.pin_pid.store(0, Relaxed);
+        b._reserved_pin_pid.store(0, Relaxed);
         b.generation.store(0, Relaxed);
         b.len.store(0, Relaxed);
         b.next_free.store(NONE, Relaxed);

@@ -1,18 +1,23 @@
 //! [`Arena`]: one shared-memory file per server, mapped by every process of the server, with
-//! the allocator state inside it so any process can allocate, seal, resolve and free.
+//! the allocator state inside it so any process can allocate, seal, locate and free.
+//!
+//! This file holds the arena itself: making and mapping the file, its geometry and counters,
+//! the lock every operation runs under (with crash recovery), and reference validation. What
+//! is done to objects lives in the two submodules:
+//! - `arena/objects.rs`: an object's life: alloc (a [`crate::Draft`]), seal, locate, free.
+//! - `arena/ownership.rs`: who owns an object: adopt, set_owner, reclaim_owner.
+
+mod objects;
+mod ownership;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::allocator::Heap;
 use crate::error::{Result, ShmError};
-use crate::handle::{Draft, View};
-use crate::header::{BlockHeader, BlockState, Header, DATA_START, FLAG_DRAFT, GRANULE, MAGIC};
-use crate::header::{PINS_SHARED, VERSION};
-use crate::lock::{futex_wait, futex_wake_all, Acquired};
+use crate::header::{BlockHeader, BlockState, Header, DATA_START, GRANULE, MAGIC, VERSION};
+use crate::lock::{futex_wake_all, Acquired};
 use crate::mapping::Mapping;
 use crate::process;
 use crate::reference::{Reference, Span};
@@ -24,9 +29,6 @@ pub const FILE_PREFIX: &str = "mosec-arena-";
 const MIN_CAPACITY: u64 = 4096;
 /// Largest data region: free-list links are 32-bit granule indices.
 const MAX_CAPACITY: u64 = (u32::MAX as u64) * GRANULE;
-/// Longest single futex sleep in [`Arena::alloc_wait`]: a bound even if a wake-up is lost
-/// (a waiter killed while registered, say).
-const MAX_SLEEP: Duration = Duration::from_millis(50);
 
 /// Occupancy of an arena, for metrics and error messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +67,6 @@ impl std::fmt::Debug for Arena {
             .field("stats", &self.stats())
             .field("creator", &self.creator)
             .finish()
-    }
-}
-
-impl AsRef<Arena> for Arena {
-    fn as_ref(&self) -> &Arena {
-        self
     }
 }
 
@@ -191,312 +187,21 @@ impl Arena {
         self.map.header().recoveries.load(Relaxed)
     }
 
-    /// Allocates an object of `size` payload bytes (0 allowed), 64-byte aligned, owned by this
-    /// process, with a fresh generation. Write it through the returned [`Draft`], then seal it
-    /// (or lease it to code that writes through its own mapping). Never waits.
-    ///
-    /// # Errors
-    /// [`ShmError::Full`] when no free block is large enough now; [`ShmError::TooLarge`] when
-    /// none ever could be; [`ShmError::Corrupt`] when the metadata is damaged beyond repair.
-    pub fn alloc(&self, size: usize) -> Result<Draft<'_>> {
-        let requested = size as u64;
-        if requested > self.max_object_size() {
-            return Err(ShmError::TooLarge { requested, max: self.max_object_size() });
-        }
-        let block = GRANULE + requested.div_ceil(GRANULE) * GRANULE;
-        let reference = self.with_heap(|heap| {
-            let Some(offset) = heap.alloc(block)? else {
-                return Err(ShmError::Full {
-                    requested,
-                    capacity: self.capacity(),
-                    used: self.map.header().used_bytes.load(Relaxed),
-                });
-            };
-            let b = heap.block(offset)?;
-            let generation = self.map.header().next_generation.fetch_add(1, Relaxed);
-            b.owner_pid.store(std::process::id(), Relaxed);
-            b.generation.store(generation, Relaxed);
-            b.len.store(requested, Relaxed);
-            b.pins.store(0, Relaxed);
-            b.flags.store(FLAG_DRAFT, Relaxed);
-            b.set_state(BlockState::Writing); // last: see `Heap::alloc`
-            Ok(Reference {
-                arena_id: self.id,
-                offset: offset + GRANULE,
-                size: requested,
-                generation,
-            })
-        })?;
-        Ok(Draft::new(self, reference))
-    }
-
-    /// Like [`Arena::alloc`], but when the arena is full, sleeps until another process or
-    /// thread frees space (a futex in the header, no spinning) and retries, for at most
-    /// `timeout` in all.
-    ///
-    /// # Errors
-    /// As [`Arena::alloc`]; [`ShmError::Full`] once `timeout` has passed.
-    pub fn alloc_wait(&self, size: usize, timeout: Duration) -> Result<Draft<'_>> {
-        let start = Instant::now();
-        let hdr = self.map.header();
-        loop {
-            // Read the free counter before trying: a free between the failed try and the sleep
-            // changes it, so the futex returns at once instead of missing the wake-up.
-            let seq = hdr.free_seq.load(Acquire);
-            match self.alloc(size) {
-                Err(ShmError::Full { .. }) if start.elapsed() < timeout => {
-                    let left = timeout.saturating_sub(start.elapsed()).min(MAX_SLEEP);
-                    hdr.waiters.fetch_add(1, Relaxed);
-                    futex_wait(&hdr.free_seq, seq, left);
-                    hdr.waiters.fetch_sub(1, Relaxed);
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Seals a leased object (see [`Draft::into_lease`]) once its writer is done: from now on it
-    /// is immutable and readers may resolve it.
-    ///
-    /// # Errors
-    /// [`ShmError::WrongState`] when the object is not leased (already sealed, or still held by
-    /// a `Draft`); the reference errors of [`Arena::resolve`].
-    pub fn seal(&self, reference: &Reference) -> Result<()> {
-        self.with_heap(|heap| {
-            let (_, b, state) = self.validate(heap, reference)?;
-            match state {
-                BlockState::Leased => {
-                    b.set_state(BlockState::Sealed);
-                    Ok(())
-                }
-                other => Err(self.wrong_state(reference, other, "leased (unsealed)")),
-            }
-        })
-    }
-
-    /// A read-only view of a sealed object, zero-copy. The view pins the object: freeing it
-    /// meanwhile is deferred until the view is dropped, so its bytes never change under it.
-    ///
-    /// # Errors
-    /// [`ShmError::ForeignArena`], [`ShmError::OutOfBounds`], [`ShmError::StaleReference`] for a
-    /// reference that names no live object of this arena; [`ShmError::WrongState`] when the
-    /// object is not sealed yet.
-    pub fn resolve(&self, reference: &Reference) -> Result<View<&Arena>> {
-        let span = self.pin(reference)?;
-        Ok(View::new(self, *reference, span))
-    }
-
-    /// [`Arena::resolve`] for an arena in an `Arc`: the view owns a clone of the `Arc`, so it
-    /// can be `'static` (e.g. the body of an HTTP response).
-    ///
-    /// # Errors
-    /// As [`Arena::resolve`].
-    pub fn resolve_owned(self: &Arc<Self>, reference: &Reference) -> Result<View<Arc<Arena>>> {
-        let span = self.pin(reference)?;
-        Ok(View::new(Arc::clone(self), *reference, span))
-    }
-
-    /// Checks that `reference` names a sealed object and returns where its payload lies in the
-    /// file, for a process that maps the file itself (a Python worker reads
-    /// `mm[span.offset:span.offset + span.len]`). Nothing is pinned: the caller must stop using
-    /// the bytes before the object is freed.
-    ///
-    /// # Errors
-    /// As [`Arena::resolve`].
-    pub fn locate(&self, reference: &Reference) -> Result<Span> {
-        self.with_heap(|heap| {
-            let (_, _, state) = self.validate(heap, reference)?;
-            match state {
-                BlockState::Sealed => Ok(self.span(reference)),
-                other => Err(self.wrong_state(reference, other, "sealed")),
-            }
-        })
-    }
-
-    /// Frees an object (sealed, leased, or still being written). Any process may free any
-    /// object. If views or a draft still pin it, the space is released when the last pin goes;
-    /// the reference is dead at once either way.
-    ///
-    /// # Errors
-    /// The reference errors of [`Arena::resolve`]; a second free of the same reference is a
-    /// [`ShmError::StaleReference`].
-    pub fn free(&self, reference: &Reference) -> Result<()> {
-        self.with_heap(|heap| {
-            let (offset, b, state) = self.validate(heap, reference)?;
-            if state == BlockState::Doomed {
-                return Err(self.stale(reference));
-            }
-            self.release_or_doom(heap, offset, b)
-        })
-    }
-
-    /// Makes this process the owner of an object, so that [`Arena::reclaim_owner`] for its
-    /// producer no longer frees it. The engine adopts every reference a worker hands over: from
-    /// then on the task, not the worker, decides its life.
-    ///
-    /// # Errors
-    /// The reference errors of [`Arena::resolve`].
-    pub fn adopt(&self, reference: &Reference) -> Result<()> {
-        self.set_owner(reference, std::process::id())
-    }
-
-    /// Makes process `pid` the owner of an object (see [`Arena::adopt`]); e.g. the engine can
-    /// allocate space ahead of need and lease it to a worker under that worker's pid.
-    ///
-    /// # Errors
-    /// The reference errors of [`Arena::resolve`].
-    pub fn set_owner(&self, reference: &Reference, pid: u32) -> Result<()> {
-        self.with_heap(|heap| {
-            let (_, b, state) = self.validate(heap, reference)?;
-            if state == BlockState::Doomed {
-                return Err(self.stale(reference));
-            }
-            b.owner_pid.store(pid, Relaxed);
-            Ok(())
-        })
-    }
-
-    /// Frees every object owned by process `pid`, which has died (the engine calls this when a
-    /// worker's link drops), and drops the pins of the views it held. Objects still pinned by
-    /// views of other processes are released when those go. Returns how many objects were
-    /// freed. For this process itself it frees its objects but leaves its live drafts and views
-    /// alone; for another process that still runs, its drafts and references fail from now on
-    /// (it must not go on using the arena).
-    ///
-    /// # Errors
-    /// [`ShmError::Corrupt`] when the metadata is damaged beyond repair.
-    pub fn reclaim_owner(&self, pid: u32) -> Result<usize> {
-        let dead = pid != std::process::id();
-        self.with_heap(|heap| {
-            let mut affected = Vec::new();
-            for offset in heap.blocks()? {
-                let b = heap.block(offset)?;
-                let owned = b.owner_pid.load(Relaxed) == pid;
-                let pinned = dead && b.pins.load(Relaxed) > 0 && b.pin_pid.load(Relaxed) == pid;
-                if b.state() != Some(BlockState::Free) && (owned || pinned) {
-                    affected.push(offset);
-                }
-            }
-            let mut freed = 0;
-            for offset in affected {
-                let b = heap.block(offset)?;
-                if dead {
-                    // A dead process holds no draft and no view any more.
-                    if b.owner_pid.load(Relaxed) == pid {
-                        b.flags.fetch_and(!FLAG_DRAFT, Relaxed);
-                    }
-                    if b.pin_pid.load(Relaxed) == pid {
-                        b.pins.store(0, Relaxed);
-                        b.pin_pid.store(0, Relaxed);
-                    }
-                }
-                match b.state() {
-                    Some(BlockState::Doomed) if b.unpinned() => heap.release(offset)?,
-                    Some(BlockState::Doomed) => {}
-                    _ if b.owner_pid.load(Relaxed) == pid => {
-                        freed += 1;
-                        self.release_or_doom(heap, offset, b)?;
-                    }
-                    _ => {}
-                }
-            }
-            Ok(freed)
-        })
-    }
-
-    // ---- used by `handle.rs` -------------------------------------------------------------
+    // ---- used by the submodules and `draft.rs` -------------------------------------------
 
     /// Where a validated reference's payload lies.
     pub(crate) fn span(&self, reference: &Reference) -> Span {
         Span { offset: reference.offset as usize, len: reference.size as usize }
     }
 
-    /// The mapping, for the payload slices of drafts and views.
+    /// The mapping, for the payload slices of drafts.
     pub(crate) fn mapping(&self) -> &Mapping {
         &self.map
     }
 
-    /// Ends a draft: `to` is `Sealed` (seal), `Leased` (hand over) or `Free` (dropped unsealed).
-    pub(crate) fn finish_draft(&self, reference: &Reference, to: BlockState) -> Result<()> {
-        self.with_heap(|heap| {
-            let (offset, b, state) = self.validate(heap, reference)?;
-            b.flags.fetch_and(!FLAG_DRAFT, Relaxed);
-            match (state, to) {
-                (BlockState::Writing, BlockState::Free) => heap.release(offset),
-                (BlockState::Writing, to) => {
-                    b.set_state(to);
-                    Ok(())
-                }
-                // Freed by reference while the draft was open: the draft was the last pin.
-                (BlockState::Doomed, _) => {
-                    if b.unpinned() {
-                        heap.release(offset)?;
-                    }
-                    match to {
-                        BlockState::Free => Ok(()),
-                        _ => Err(self.stale(reference)),
-                    }
-                }
-                (other, _) => Err(self.wrong_state(reference, other, "being written")),
-            }
-        })
-    }
-
-    /// Drops one view's pin; releases the object if it was freed meanwhile and this was the
-    /// last pin.
-    pub(crate) fn unpin(&self, reference: &Reference) -> Result<()> {
-        self.with_heap(|heap| {
-            let (offset, b, state) = self.validate(heap, reference)?;
-            let pins = b.pins.load(Relaxed).saturating_sub(1);
-            b.pins.store(pins, Relaxed);
-            if pins == 0 {
-                b.pin_pid.store(0, Relaxed);
-            }
-            if state == BlockState::Doomed && b.unpinned() {
-                heap.release(offset)?;
-            }
-            Ok(())
-        })
-    }
-
-    // ---- internals -----------------------------------------------------------------------
-
-    /// Validates a sealed object and adds a pin for a view.
-    fn pin(&self, reference: &Reference) -> Result<Span> {
-        self.with_heap(|heap| {
-            let (_, b, state) = self.validate(heap, reference)?;
-            if state != BlockState::Sealed {
-                return Err(self.wrong_state(reference, state, "sealed"));
-            }
-            let pins = b.pins.load(Relaxed);
-            let more = pins.checked_add(1).ok_or_else(|| {
-                ShmError::Corrupt(format!("pin count overflow at {}", reference.offset))
-            })?;
-            let me = std::process::id();
-            if pins == 0 {
-                b.pin_pid.store(me, Relaxed);
-            } else if b.pin_pid.load(Relaxed) != me {
-                b.pin_pid.store(PINS_SHARED, Relaxed);
-            }
-            b.pins.store(more, Relaxed);
-            Ok(self.span(reference))
-        })
-    }
-
-    /// Releases the block now if nothing pins it, else marks it doomed (released by the last
-    /// unpin).
-    fn release_or_doom(&self, heap: &Heap<'_>, offset: u64, b: &BlockHeader) -> Result<()> {
-        if b.unpinned() {
-            heap.release(offset)
-        } else {
-            b.set_state(BlockState::Doomed);
-            Ok(())
-        }
-    }
-
     /// Checks that `reference` names a live block of this arena: same arena, in bounds, a real
     /// block header at `offset - 64` with the same generation and size, not free. Returns the
-    /// block offset, header and state (`Doomed` included: callers decide).
+    /// block offset, header and state (never `Free`).
     fn validate<'h>(
         &self,
         heap: &Heap<'h>,
@@ -583,10 +288,10 @@ impl Arena {
         }
     }
 
-    /// A [`ShmError::WrongState`] (or stale, for a doomed object).
+    /// A [`ShmError::WrongState`] (or stale, for a free block).
     fn wrong_state(&self, r: &Reference, state: BlockState, wanted: &'static str) -> ShmError {
         match state {
-            BlockState::Doomed | BlockState::Free => self.stale(r),
+            BlockState::Free => self.stale(r),
             state => ShmError::WrongState { offset: r.offset, state: state.name(), wanted },
         }
     }

@@ -1,11 +1,11 @@
-//! The two handles that give Rust code access to payload bytes: [`Draft`] (the producer's
-//! exclusive write access to an unsealed object) and [`View`] (a reader's pin on a sealed one).
+//! [`Draft`]: the one handle that gives Rust code access to payload bytes, a producer's
+//! exclusive write access to an object it has just allocated and not yet sealed.
 //!
-//! These are the only callers of the `unsafe` slice functions of `mapping.rs`; the safety
-//! argument is the arena protocol each handle embodies.
+//! It is the only caller of the `unsafe` slice functions of `mapping.rs`; the safety argument
+//! is the arena protocol around the `Writing` state (see `header.rs`). Sealed objects have no
+//! Rust handle: readers map the file themselves and validate with [`Arena::locate`].
 
 use std::fmt;
-use std::ops::Deref;
 
 use crate::arena::Arena;
 use crate::error::Result;
@@ -13,7 +13,7 @@ use crate::header::BlockState;
 use crate::reference::{Reference, Span};
 
 /// A freshly allocated, unsealed object: only its producer may write it, through this handle.
-/// End it with [`Draft::seal`] (readers may then resolve it) or [`Draft::into_lease`] (code
+/// End it with [`Draft::seal`] (readers may then locate it) or [`Draft::into_lease`] (code
 /// writing through its own mapping seals it later by reference). Dropping an unfinished draft
 /// frees the object, so an error path leaks nothing.
 pub struct Draft<'a> {
@@ -26,12 +26,12 @@ pub struct Draft<'a> {
 }
 
 impl<'a> Draft<'a> {
-    /// Wraps a block the arena just allocated in state `Writing` with the draft flag set.
+    /// Wraps a block the arena just allocated in state `Writing`.
     pub(crate) fn new(arena: &'a Arena, reference: Reference) -> Draft<'a> {
         Draft { arena, reference, open: true }
     }
 
-    /// The object's reference (not resolvable until sealed).
+    /// The object's reference (not locatable until sealed).
     pub fn reference(&self) -> Reference {
         self.reference
     }
@@ -49,10 +49,13 @@ impl<'a> Draft<'a> {
     /// The payload, to write in place. Its initial content is unspecified (old data).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         let span = self.span();
-        // SAFETY: this draft is the only handle to an unsealed block: `resolve` refuses unsealed
-        // objects and `alloc` makes one draft per block, so no other slice of these bytes exists
-        // in this process; `&mut self` makes this slice exclusive among the draft's own; and the
-        // draft flag keeps the block from being released (even by `free`) while the draft lives.
+        // SAFETY: this draft is the only handle to its block: `alloc` makes one draft per block
+        // and no other slice of payload bytes exists in this process (drafts are the only
+        // handles), so nothing else here aliases these bytes; `&mut self` makes this slice
+        // exclusive among the draft's own. The block stays `Writing`, so not released and not
+        // reused, until this draft ends it: `free` and `set_owner` refuse `Writing` blocks and
+        // `reclaim_owner` of this process skips them. Only another process breaking the
+        // protocol (reclaiming a live process) could release it: the hazard in `mapping.rs`.
         unsafe { self.arena.mapping().bytes_mut(span) }.unwrap_or_default()
     }
 
@@ -63,11 +66,11 @@ impl<'a> Draft<'a> {
         unsafe { self.arena.mapping().bytes(span) }.unwrap_or_default()
     }
 
-    /// Seals the object: immutable from now on, resolvable by readers. Returns its reference.
+    /// Seals the object: immutable from now on, locatable by readers. Returns its reference.
     ///
     /// # Errors
-    /// [`crate::ShmError::StaleReference`] when the object was freed by reference (or its owner
-    /// reclaimed) while being written; it is released now.
+    /// [`crate::ShmError::StaleReference`] when another process reclaimed this one's objects
+    /// while the draft was open; the space is free already.
     pub fn seal(mut self) -> Result<Reference> {
         self.open = false;
         self.arena.finish_draft(&self.reference, BlockState::Sealed).map(|()| self.reference)
@@ -93,7 +96,8 @@ impl<'a> Draft<'a> {
 impl Drop for Draft<'_> {
     fn drop(&mut self) {
         if self.open {
-            // An error here means the arena is corrupt; there is nobody to tell from a drop.
+            // An error means the block was reclaimed already (or the arena is corrupt): nothing
+            // is left to release, and there is nobody to tell from a drop.
             let _ = self.arena.finish_draft(&self.reference, BlockState::Free);
         }
     }
@@ -102,68 +106,5 @@ impl Drop for Draft<'_> {
 impl fmt::Debug for Draft<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Draft").field("reference", &self.reference).finish()
-    }
-}
-
-/// A read-only, zero-copy view of a sealed object; dereferences to its bytes. While it lives the
-/// object is pinned: a `free` in any process is deferred until the view drops. `A` is `&Arena`
-/// ([`Arena::resolve`]) or `Arc<Arena>` ([`Arena::resolve_owned`]).
-pub struct View<A: AsRef<Arena>> {
-    /// The arena it lives in.
-    arena: A,
-    /// The object.
-    reference: Reference,
-    /// Where its payload lies (validated).
-    span: Span,
-}
-
-impl<A: AsRef<Arena>> View<A> {
-    /// Wraps a sealed object that the arena just pinned for this view.
-    pub(crate) fn new(arena: A, reference: Reference, span: Span) -> View<A> {
-        View { arena, reference, span }
-    }
-
-    /// The object's reference.
-    pub fn reference(&self) -> Reference {
-        self.reference
-    }
-
-    /// Where the payload lies in the arena file.
-    pub fn span(&self) -> Span {
-        self.span
-    }
-}
-
-impl<A: AsRef<Arena>> Deref for View<A> {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the object is sealed (checked when the view was made), so no draft writes it,
-        // and this view's pin keeps it from being released and reused until the view drops;
-        // readers only ever read. Only another process breaking the protocol could write it
-        // (the hazard in `mapping.rs`).
-        unsafe { self.arena.as_ref().mapping().bytes(self.span) }.unwrap_or_default()
-    }
-}
-
-impl<A: AsRef<Arena>> AsRef<[u8]> for View<A> {
-    fn as_ref(&self) -> &[u8] {
-        self
-    }
-}
-
-impl<A: AsRef<Arena>> Drop for View<A> {
-    fn drop(&mut self) {
-        // An error here means the arena is corrupt; there is nobody to tell from a drop.
-        let _ = self.arena.as_ref().unpin(&self.reference);
-    }
-}
-
-impl<A: AsRef<Arena>> fmt::Debug for View<A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("View")
-            .field("reference", &self.reference)
-            .field("span", &self.span)
-            .finish()
     }
 }

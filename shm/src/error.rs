@@ -77,7 +77,7 @@ pub enum ShmError {
         generation: u64,
     },
 
-    /// The object exists but the operation is not allowed in its state, e.g. resolving an object
+    /// The object exists but the operation is not allowed in its state, e.g. locating an object
     /// that its producer has not sealed yet, or sealing one twice.
     #[error("object at offset {offset} is {state}, but this needs it {wanted}")]
     WrongState {

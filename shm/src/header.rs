@@ -26,8 +26,9 @@ use crate::lock::RobustMutex;
 
 /// "MOSECAR1": the header magic, written last at creation so a half-built arena never opens.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MOSECAR1");
-/// Bumped whenever the layout in this file changes.
-pub(crate) const VERSION: u32 = 1;
+/// Bumped whenever the layout in this file, or the meaning of a field or state, changes.
+/// 2: pins and the `Doomed` state removed (their bytes are reserved, zero).
+pub(crate) const VERSION: u32 = 2;
 /// Allocation unit, alignment of every payload, and the size of a [`BlockHeader`].
 pub(crate) const GRANULE: u64 = 64;
 /// Marks a real block header ("MBLK"); cleared when a block is absorbed by a neighbour.
@@ -117,15 +118,15 @@ impl Header {
 pub(crate) enum BlockState {
     /// On a free list.
     Free = 1,
-    /// Allocated; a [`crate::Draft`] in its owner process writes it.
+    /// Allocated; a [`crate::Draft`] in its owner process writes it. Only that draft may end
+    /// this state (seal, lease, or drop it): `free` and `set_owner` refuse a block in it, and
+    /// `reclaim_owner` releases it only for a process other than the caller (one that died).
     Writing = 2,
     /// Allocated and handed to code that writes through its own mapping (a Python worker); it
     /// calls `seal` by reference when done.
     Leased = 3,
-    /// Written and immutable: readers may resolve it.
+    /// Written and immutable: readers may locate it.
     Sealed = 4,
-    /// Freed while still pinned by a view or a draft: released when the last pin goes.
-    Doomed = 5,
 }
 
 impl BlockState {
@@ -136,7 +137,6 @@ impl BlockState {
             2 => BlockState::Writing,
             3 => BlockState::Leased,
             4 => BlockState::Sealed,
-            5 => BlockState::Doomed,
             _ => return None,
         })
     }
@@ -148,17 +148,9 @@ impl BlockState {
             BlockState::Writing => "being written (unsealed)",
             BlockState::Leased => "leased for writing (unsealed)",
             BlockState::Sealed => "sealed",
-            BlockState::Doomed => "freed",
         }
     }
 }
-
-/// `pin_pid` when views of several processes pin a block.
-pub(crate) const PINS_SHARED: u32 = u32::MAX;
-
-/// `flags` bit: a [`crate::Draft`] handle for this block still exists in its owner process, so
-/// the block must not be released under it.
-pub(crate) const FLAG_DRAFT: u8 = 1;
 
 /// The 64-byte header in front of every block (free or not).
 #[repr(C)]
@@ -167,14 +159,14 @@ pub(crate) struct BlockHeader {
     pub magic: AtomicU32,
     /// A [`BlockState`].
     pub state: AtomicU8,
-    /// [`FLAG_DRAFT`].
-    pub flags: AtomicU8,
+    /// Reserved, zero (version 1 kept a draft flag here).
+    pub _reserved_flags: AtomicU8,
     /// Reserved, zero.
     pub _reserved: AtomicU16,
     /// Pid of the process that allocated it (or adopted it); `reclaim_owner` matches on it.
     pub owner_pid: AtomicU32,
-    /// Live views in the processes that resolved it: the block is not released while non-zero.
-    pub pins: AtomicU32,
+    /// Reserved, zero (version 1 counted pins here).
+    pub _reserved_pins: AtomicU32,
     /// Block length in bytes, header included; a multiple of [`GRANULE`]. The next block starts
     /// at `offset + size`: this chain is what recovery walks.
     pub size: AtomicU64,
@@ -183,9 +175,8 @@ pub(crate) struct BlockHeader {
     /// The block's own position (granule index from the data start): a header copied
     /// elsewhere does not validate.
     pub self_index: AtomicU32,
-    /// The process holding every pin, [`PINS_SHARED`] when several do, 0 when none: lets
-    /// `reclaim_owner` drop the pins of a process that died holding views.
-    pub pin_pid: AtomicU32,
+    /// Reserved, zero (version 1 kept the pinning pid here).
+    pub _reserved_pin_pid: AtomicU32,
     /// Generation of the current allocation; references must match it.
     pub generation: AtomicU64,
     /// Payload length asked for (<= size - 64); references must match it.
@@ -210,18 +201,8 @@ impl BlockHeader {
         self.state.store(state as u8, Relaxed);
     }
 
-    /// True when [`FLAG_DRAFT`] is set.
-    pub(crate) fn has_draft(&self) -> bool {
-        self.flags.load(Relaxed) & FLAG_DRAFT != 0
-    }
-
     /// Block length in bytes.
     pub(crate) fn size(&self) -> u64 {
         self.size.load(Relaxed)
-    }
-
-    /// True when no view or draft pins the block, so it may be released now.
-    pub(crate) fn unpinned(&self) -> bool {
-        self.pins.load(Relaxed) == 0 && !self.has_draft()
     }
 }

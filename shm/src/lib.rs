@@ -9,10 +9,9 @@
 //! let mut draft = arena.alloc(12 << 20)?;            // a producer
 //! draft.as_mut_slice().fill(1);
 //! let reference = draft.seal()?;                     // 32 bytes travel: reference.to_bytes()
-//! let view = arena.resolve(&reference)?;             // a consumer: zero-copy, read-only
-//! assert_eq!(view[0], 1);
-//! drop(view);
-//! arena.free(&reference)?;                           // the engine, when the task is done
+//! let span = arena.locate(&reference)?;              // a consumer: validate, then read
+//! assert_eq!(span.len, 12 << 20);                    // mm[span.offset..] in its own mapping
+//! arena.free(&reference)?;                           // the engine, once the consumer answered
 //! # Ok(()) }
 //! ```
 //!
@@ -20,9 +19,10 @@
 //! - `error.rs`: [`ShmError`], the one error type, with the numbers needed to act on each.
 //! - `reference.rs`: [`Reference`] (arena id, offset, size, generation; 32-byte wire form) and
 //!   [`Span`].
-//! - `arena.rs`: [`Arena`]: create/open, alloc, seal, resolve, locate, free, adopt,
-//!   reclaim_owner, [`Stats`].
-//! - `handle.rs`: [`Draft`] (a producer's write access) and [`View`] (a reader's pin).
+//! - `arena.rs`: [`Arena`]: create/open, geometry, [`Stats`], the lock and its recovery,
+//!   reference validation; its submodules `arena/objects.rs` (alloc, alloc_wait, seal, locate,
+//!   free) and `arena/ownership.rs` (adopt, set_owner, reclaim_owner).
+//! - `draft.rs`: [`Draft`], a producer's write access to an unsealed object.
 //! - `allocator.rs`: the two-level segregated-fit allocator over the shared data region, and
 //!   its crash recovery.
 //! - `header.rs`: the arena header and 64-byte block headers as laid out in the file.
@@ -33,7 +33,7 @@
 //!
 //! # Unsafe code
 //! `mapping.rs` and `lock.rs` define all of it, each block with a `// SAFETY:` line and each
-//! unsafe fn with a `# Safety` section; `handle.rs` calls the two unsafe payload-slice functions
+//! unsafe fn with a `# Safety` section; `draft.rs` calls the two unsafe payload-slice functions
 //! under the arena protocol. Every other module is compiled with `unsafe_code` denied.
 //! `mapping.rs` documents the hazard of memory modified by another process.
 //!
@@ -58,12 +58,16 @@
 //!   match. Threat model: bugs (stale, double-freed, corrupted or foreign references), not
 //!   hostile code in a worker, which can write the whole mapping anyway.
 //! - **States**: `Writing` (a [`Draft`] in the producer) → `Sealed`, or `Writing` → `Leased`
-//!   (handed to a Python writer) → `Sealed` via [`Arena::seal`]. Only sealed objects resolve.
-//! - **Pins (an addition)**: a [`View`] pins its object; a `free` meanwhile (from any process)
-//!   marks it `Doomed` and the last unpin releases it. This keeps `resolve`'s `&[u8]` sound in
-//!   the engine while tasks are released concurrently. Processes that map the file themselves
-//!   use [`Arena::locate`] and do not pin: the engine frees an object only after its consumer
-//!   stage has finished with it.
+//!   (handed to a Python writer) → `Sealed` via [`Arena::seal`] → freed. Only sealed objects
+//!   locate; only a draft ends `Writing` (`free` refuses it), so a draft's `&mut [u8]` is
+//!   sound.
+//! - **No pins, no read handle.** Readers map the file themselves and [`Arena::locate`] only
+//!   validates; [`Arena::free`] releases at once. The first version also had a pinning `View`
+//!   and a deferred-free `Doomed` state; nothing in production used them (Python cannot hold a
+//!   Rust view, and pins in shared memory need per-process bookkeeping to survive crashes), so
+//!   they were removed. The lifetime rule is enforced by the one party that knows who reads
+//!   what: the engine frees a stage's input only after the worker holding it answered its
+//!   batch, or died (`engine/src/tasks.rs`, ARCHITECTURE.md section 4).
 //! - **Ownership hand-over (an addition)**: an object belongs to the pid that allocated it, so
 //!   [`Arena::reclaim_owner`] frees what a dead worker left; the engine calls [`Arena::adopt`]
 //!   on each reference a worker returns, so a finished output is not reclaimed with its
@@ -84,10 +88,9 @@
 //! in each worker process (workers are spawned, not forked with live handles).
 //!
 //! Limitations worth knowing: nothing stops a process that ignores the protocol from writing a
-//! sealed object through its own mapping (see `mapping.rs`); views pinned by a process that
-//! dies are dropped by [`Arena::reclaim_owner`] only when that process was the object's single
-//! pinner; [`Arena::sweep_stale`] judges liveness by pid, so servers in different pid
-//! namespaces must not share one /dev/shm directory.
+//! sealed object through its own mapping (see `mapping.rs`), or from reading one after it was
+//! freed (the bytes may then belong to a newer object); [`Arena::sweep_stale`] judges liveness
+//! by pid, so servers in different pid namespaces must not share one /dev/shm directory.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]
@@ -96,9 +99,9 @@
 
 mod allocator;
 mod arena;
-mod error;
 #[allow(unsafe_code)]
-mod handle;
+mod draft;
+mod error;
 mod header;
 #[allow(unsafe_code)]
 mod lock;
@@ -109,6 +112,6 @@ mod reference;
 mod sweep;
 
 pub use arena::{Arena, Stats, FILE_PREFIX};
+pub use draft::Draft;
 pub use error::{Result, ShmError};
-pub use handle::{Draft, View};
 pub use reference::{Reference, Span};

@@ -12,9 +12,9 @@
 //!   it is bounds-checked against this process's own copy of the geometry before it is used as
 //!   an offset, so a scribbled header gives an error, not an out-of-bounds access.
 //! - **Payloads** are handed out as `&[u8]` / `&mut [u8]` only by [`Mapping::bytes`] and
-//!   [`Mapping::bytes_mut`], which are `unsafe`: their callers (`handle.rs`) rely on the arena's
-//!   protocol (a draft is the only writer of an unsealed block; a sealed block is immutable and a
-//!   pinned one is never released). A process that breaks the protocol through its own mapping
+//!   [`Mapping::bytes_mut`], which are `unsafe`: their one caller (`draft.rs`) relies on the
+//!   arena's protocol (a draft is the only handle to, and the only writer of, its unsealed block,
+//!   which nothing else releases while the draft lives). A process that breaks the protocol through its own mapping
 //!   (say, Python writing into an object it already sealed) makes readers see changing bytes:
 //!   wrong data, but no memory unsafety in the reader beyond that, as the pages stay mapped.
 //! - **The file itself** must keep its length: a process that truncates it would make accesses
@@ -43,7 +43,7 @@ pub(crate) struct Mapping {
 }
 
 // SAFETY: the mapping is plain memory shared with other processes anyway; all shared access goes
-// through atomics (metadata) or through the arena's draft/pin protocol (payloads), which holds
+// through atomics (metadata) or through the arena's draft protocol (payloads), which holds
 // for threads exactly as it does for processes.
 unsafe impl Send for Mapping {}
 // SAFETY: as for `Send`: `&Mapping` hands out only atomics or protocol-guarded slices.
@@ -167,9 +167,9 @@ impl Mapping {
     ///
     /// # Safety
     /// For as long as the returned slice lives, nothing in this process may write these bytes or
-    /// hold a `&mut` to them. The arena guarantees this by handing out slices only for sealed
-    /// objects pinned by a live view (never released, never written by anyone following the
-    /// protocol). Writes by another process that breaks the protocol are the hazard in the module
+    /// hold a `&mut` to them. The arena guarantees this by handing out slices only through
+    /// `&Draft` (which excludes the draft's own `&mut`), for a block that stays its draft's
+    /// until the draft ends. Writes by another process that breaks the protocol are the hazard in the module
     /// docs.
     pub(crate) unsafe fn bytes(&self, span: Span) -> Option<&[u8]> {
         let end = span.offset.checked_add(span.len)?;
@@ -186,8 +186,8 @@ impl Mapping {
     /// # Safety
     /// For as long as the returned slice lives, no other reference to these bytes may exist or be
     /// created in this process. The arena guarantees this by handing them out only to the one
-    /// `Draft` of an unsealed block, through `&mut Draft`; the block cannot be resolved
-    /// (unsealed) nor released (the draft pins it) meanwhile.
+    /// `Draft` of an unsealed block, through `&mut Draft`; the block cannot be released (only
+    /// the draft ends its `Writing` state) nor handed to another draft meanwhile.
     #[allow(clippy::mut_from_ref)] // exclusivity comes from the caller's contract, as documented
     pub(crate) unsafe fn bytes_mut(&self, span: Span) -> Option<&mut [u8]> {
         let end = span.offset.checked_add(span.len)?;

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{check, fill, Rng, Scratch};
+use common::{fill, intact, Rng, Scratch};
 use shm::{Arena, Reference};
 
 const CHILD: &str = "SHM_TEST_CHILD";
@@ -88,11 +88,11 @@ fn churn(arena: &Arena) {
         live.push_back(draft.seal().unwrap());
         if live.len() > 4 {
             let r = live.pop_front().unwrap();
-            assert!(check(&arena.resolve(&r).unwrap(), r.generation), "{r:?} damaged");
+            assert!(intact(arena, &r), "{r:?} damaged");
             arena.free(&r).unwrap();
         }
         if let (Some(shared), 0) = (shared, i % 16) {
-            assert!(check(&arena.resolve(&shared).unwrap(), shared.generation));
+            assert!(intact(arena, &shared));
         }
     }
     for r in live {
@@ -109,7 +109,7 @@ fn storm(arena: &Arena) {
     while Instant::now() < deadline {
         let a = arena.alloc(rng.below(4096) as usize).unwrap().seal().unwrap();
         let b = arena.alloc(rng.below(4096) as usize).unwrap().into_lease().unwrap();
-        drop(arena.resolve(&a).unwrap());
+        arena.locate(&a).unwrap();
         arena.free(&a).unwrap();
         arena.free(&b).unwrap();
     }
@@ -117,10 +117,9 @@ fn storm(arena: &Arena) {
 
 /// Leaves one object in each state and waits to be killed.
 fn hold(arena: &Arena) {
-    let sealed = arena.alloc(10_000).unwrap().seal().unwrap();
+    let _sealed = arena.alloc(10_000).unwrap().seal().unwrap();
     let leased = arena.alloc(20_000).unwrap().into_lease().unwrap();
     let draft = arena.alloc(30_000).unwrap();
-    let _view = arena.resolve(&sealed).unwrap(); // a pin held by the dying process
     println!("{READY}");
     std::thread::sleep(Duration::from_secs(30)); // killed long before
     drop((draft, leased));
@@ -150,7 +149,7 @@ fn processes_share_one_arena_without_corruption() {
         assert!(status.success(), "a child failed: {status}");
     }
     assert_eq!(arena.stats().objects, 1, "only the shared object is left");
-    assert!(check(&arena.resolve(&shared).unwrap(), shared.generation));
+    assert!(intact(&arena, &shared));
     arena.free(&shared).unwrap();
     assert_eq!((arena.stats().used_bytes, arena.stats().objects), (0, 0));
 }

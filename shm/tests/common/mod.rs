@@ -2,8 +2,12 @@
 #![allow(dead_code)] // each test binary uses a different subset
 #![allow(clippy::unwrap_used)] // test helpers may panic
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use shm::{Arena, Reference, Result};
 
 /// A fresh directory for a test's arena files, removed on drop. Under /dev/shm when it exists
 /// (the production file system, tmpfs), else the temp dir.
@@ -69,4 +73,19 @@ pub fn fill(bytes: &mut [u8], generation: u64) {
 
 pub fn check(bytes: &[u8], generation: u64) -> bool {
     bytes.iter().enumerate().all(|(i, b)| *b == pattern(generation, i))
+}
+
+/// Reads a sealed object the way a Python consumer does: [`Arena::locate`] validates the
+/// reference, then the bytes are read from the file at the returned offset (the same pages as
+/// every mapping of it). The arena has no Rust read handle.
+pub fn read(arena: &Arena, reference: &Reference) -> Result<Vec<u8>> {
+    let span = arena.locate(reference)?;
+    let mut bytes = vec![0u8; span.len];
+    File::open(arena.path()).unwrap().read_exact_at(&mut bytes, span.offset as u64).unwrap();
+    Ok(bytes)
+}
+
+/// True when the sealed object `reference` still holds the pattern of its generation.
+pub fn intact(arena: &Arena, reference: &Reference) -> bool {
+    read(arena, reference).is_ok_and(|bytes| check(&bytes, reference.generation))
 }
