@@ -25,6 +25,8 @@ from mosec.errors import (
     StreamCancelled,
     ValidationError,
 )
+from mosec.flow import Ensemble, Switch
+from mosec.local import LocalClient, LocalResponse
 from mosec.log import get_logger
 from mosec.runtime import Runtime
 from mosec.server import Server
@@ -36,6 +38,9 @@ __all__ = [
     "ClientError",
     "DecodingError",
     "EncodingError",
+    "Ensemble",
+    "LocalClient",
+    "LocalResponse",
     "MosecError",
     "MosecTimeoutError",
     "Runtime",
@@ -43,6 +48,7 @@ __all__ = [
     "Server",
     "ServerError",
     "StreamCancelled",
+    "Switch",
     "ValidationError",
     "Worker",
     "__version__",

@@ -8,6 +8,7 @@ __all__ = [
     "ARENA_REFERENCE_LEN",
     "FLAG_EGRESS",
     "FLAG_INGRESS",
+    "FLAG_JOINED",
     "FLAG_REFERENCE",
     "FLAG_REQUEST_ID",
     "KIND_BATCH",
@@ -41,6 +42,7 @@ KIND_CANCEL: int
 FLAG_INGRESS: int
 FLAG_EGRESS: int
 FLAG_REQUEST_ID: int
+FLAG_JOINED: int
 FLAG_REFERENCE: int
 STORE_ARENA: int
 STORE_REDIS: int
@@ -75,6 +77,17 @@ class Engine:
 
     def connected_workers(self) -> list[int]:
         """The connected worker count of each stage, by stage index."""
+
+    def call(self, path: str, payload: bytes, timeout_ms: int) -> tuple[int, bytes]:
+        """Run ``payload`` through the route at ``path`` in-process; ``(status, body)``.
+
+        Admitted and run as an HTTP POST of ``payload`` to that route would be (503 while
+        draining, 429 at capacity, 413 over the body limit, 404 for no such route, 400 for a
+        streaming route), from :meth:`start` on: no :meth:`listen` needed. ``timeout_ms`` is
+        the deadline (408 past it; 0 means the server's timeout). The body is the output, a
+        JOINED container for a route that ends with an ensemble, or the error message. Blocks
+        only the calling thread, with the GIL released; RuntimeError when not running.
+        """
 
     def shutdown(self, drain_timeout_ms: int) -> bool:
         """Drain (new requests 503) up to the timeout, then stop; True when nothing was left."""

@@ -39,11 +39,13 @@ the batch's ids; see :mod:`mosec.log`).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
+import struct
 import sys
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from mosec import log, stage_worker
@@ -56,9 +58,11 @@ from mosec.errors import (
     ValidationError,
     error_response,
 )
+from mosec.flow import split_joined
 from mosec.protocol import (
     FLAG_EGRESS,
     FLAG_INGRESS,
+    FLAG_JOINED,
     FLAG_REFERENCE,
     STATUS_OK,
     Received,
@@ -76,7 +80,7 @@ logger = log.get_logger("coordinator")
 CLIENT_GONE = 499
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class WorkerSpec:
     """Everything a worker process needs; it crosses the process boundary by pickle."""
 
@@ -92,6 +96,12 @@ class WorkerSpec:
     log_json: bool
     #: Where the server's stores are (the arena's file, Redis); none without store mixins.
     stores: WorkerStores = WorkerStores()
+    #: Whether the stage is a Switch's chooser (its forward answers branch indices).
+    chooser: bool = False
+    #: Threads of this process serving the stage (ids ``worker_id`` .. ``+ threads - 1``).
+    threads: int = 1
+    #: CPUs to pin this process to, or None.
+    cpus: list[int] | None = None
 
     @property
     def name(self) -> str:
@@ -104,8 +114,12 @@ class _Stop:
 
     busy = False
     requested = False
+    #: Set once the loop has ended: the process is exiting on its own (atexit hooks may run).
+    ended = False
 
     def handle(self, signum: int, frame: Any) -> None:
+        if self.ended:
+            return
         if self.busy:
             self.requested = True
         else:
@@ -118,7 +132,7 @@ def main(spec: WorkerSpec, connected: Any = None) -> None:
     Args:
         spec: the stage, the worker class and the socket to connect to.
         connected: the write end of a pipe to the server; one message on it once HELLO is sent
-            tells the supervisor that this worker has started.
+            (by every thread of a thread stage) tells the supervisor that this worker started.
     """
     log.configure(spec.log_level, spec.log_json)
     stop = _Stop()
@@ -126,25 +140,80 @@ def main(spec: WorkerSpec, connected: Any = None) -> None:
     signal.signal(signal.SIGTERM, stop.handle)
     if spec.env:
         os.environ.update(spec.env)
+    if spec.cpus is not None:
+        # Before the worker exists, so everything it starts (threads, BLAS pools) is pinned too.
+        os.sched_setaffinity(0, spec.cpus)
     store_settings.configure_worker(spec.stores)
+    if spec.threads > 1:
+        _serve_threads(spec, stop, connected)
+        return
     worker = _build(spec)
-    try:
-        link = WorkerLink.connect(spec.socket_path)
-    except OSError as err:
-        logger.error("%s cannot connect to the engine at %s: %s", spec.name, spec.socket_path, err)
-        sys.exit(1)
+    link = _connect(spec)
     try:
         link.send_hello(spec.stage_index, spec.worker_id, os.getpid())
-        if connected is not None:
-            connected.send_bytes(b"1")
-            connected.close()
+        _tell_connected(connected)
         logger.debug("%s connected", spec.name)
         Loop(worker, spec, stop).run(link)
     except (BrokenPipeError, ConnectionResetError):
         pass  # the engine went away: nothing left to answer
     finally:
+        stop.ended = True
         link.close()
     logger.debug("%s stopped", spec.name)
+
+
+def _connect(spec: WorkerSpec) -> WorkerLink:
+    try:
+        return WorkerLink.connect(spec.socket_path)
+    except OSError as err:
+        logger.error("%s cannot connect to the engine at %s: %s", spec.name, spec.socket_path, err)
+        sys.exit(1)
+
+
+def _tell_connected(connected: Any) -> None:
+    if connected is not None:
+        connected.send_bytes(b"1")
+        connected.close()
+
+
+def _serve_threads(spec: WorkerSpec, stop: _Stop, connected: Any) -> None:
+    """A thread stage: ``spec.threads`` workers in this process, each on its own thread and link.
+
+    Workers are built one after the other (their class attributes are set for each build), then
+    each thread connects and answers its own batches. SIGTERM ends the process, as for a plain
+    worker; a thread stage has no forward timeout (only the main thread gets signals).
+    """
+    specs = [
+        dataclasses.replace(spec, worker_id=spec.worker_id + offset, threads=1, timeout_s=0)
+        for offset in range(spec.threads)
+    ]
+    workers = [_build(each) for each in specs]
+    links = [_connect(each) for each in specs]
+    for each, link in zip(specs, links):
+        link.send_hello(each.stage_index, each.worker_id, os.getpid())
+    _tell_connected(connected)
+    threads = [
+        threading.Thread(
+            target=_serve_link, args=(worker, each, stop, link), name=each.name, daemon=True
+        )
+        for worker, each, link in zip(workers, specs, links)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.ended = True
+
+
+def _serve_link(worker: Worker, spec: WorkerSpec, stop: _Stop, link: WorkerLink) -> None:
+    try:
+        Loop(worker, spec, stop).run(link)
+    except (BrokenPipeError, ConnectionResetError, OSError):
+        pass  # the engine went away: nothing left to answer
+    finally:
+        link.close()
 
 
 def _build(spec: WorkerSpec) -> Worker:
@@ -181,6 +250,7 @@ class Loop:
             stop: the SIGTERM state shared with the signal handler.
         """
         self.worker = worker
+        self.chooser = spec.chooser
         self.batched = spec.max_batch_size > 1
         self.timeout_s = spec.timeout_s
         self.name = spec.name
@@ -226,13 +296,9 @@ class Loop:
         replies: list[Reply] = [(task_id, STATUS_OK, b"", 0) for task_id, _, _ in batch]
         positions: list[int] = []
         inputs: list[Any] = []
-        worker = self.worker
         for index, (task_id, flags, payload) in enumerate(batch):
             try:
-                if flags & FLAG_INGRESS:
-                    data = worker.deserialize(payload)
-                else:
-                    data = worker.deserialize_ipc(payload)
+                data = self._decode(flags, payload)
             except (Exception, MosecTimeoutError) as err:
                 replies[index] = (task_id, *self._failure(err, "decoding"))
                 continue
@@ -260,6 +326,21 @@ class Loop:
             replies[index] = (task_id, STATUS_OK, *encoded)
         return replies
 
+    def _decode(self, flags: int, payload: bytes) -> Any:
+        """One item's input: the request body, a joined ensemble output, or an IPC payload."""
+        worker = self.worker
+        if flags & FLAG_INGRESS:
+            return worker.deserialize(payload)
+        if flags & FLAG_JOINED:
+            slots = [
+                worker.deserialize_ipc(data)
+                if status == STATUS_OK
+                else worker._mosec_member_error(status, data)
+                for status, data in split_joined(payload)
+            ]
+            return worker._mosec_join(slots)
+        return worker.deserialize_ipc(payload)
+
     def _encode(self, flags: int, output: Any) -> tuple[bytes, int]:
         """Encode one output: ``serialize`` on the route's last stage, else ``serialize_ipc``.
 
@@ -267,6 +348,8 @@ class Loop:
             The payload as bytes and the item's flags: REFERENCE when a store mixin's codec says
             the payload names store objects.
         """
+        if self.chooser:
+            return _branch_index(output), 0
         if flags & FLAG_EGRESS:
             encoded = self.worker.serialize(output)
             return (encoded if type(encoded) is bytes else bytes(encoded)), 0
@@ -278,13 +361,9 @@ class Loop:
 
     def _handle_one(self, task_id: int, flags: int, payload: bytes) -> Reply:
         """The common case, an unbatched stage's single item, without the batch bookkeeping."""
-        worker = self.worker
         step = "decoding"
         try:
-            if flags & FLAG_INGRESS:
-                data = worker.deserialize(payload)
-            else:
-                data = worker.deserialize_ipc(payload)
+            data = self._decode(flags, payload)
             step = "forward"
             if self.sse is not None:
                 self._open_stream([task_id])
@@ -341,6 +420,9 @@ class Loop:
             logger.debug("%s %s rejected a request: %s", self.name, step, err)
         elif isinstance(err, MosecTimeoutError):
             logger.warning("%s %s timed out after %ss", self.name, step, self.timeout_s)
+        elif isinstance(getattr(err, "payload", None), bytes):
+            # An error carried to an in-process caller as an object: a result, not a failure.
+            logger.debug("%s %s answered an error object: %s", self.name, step, err)
         elif isinstance(err, MosecError):
             logger.error("%s %s failed: %s", self.name, step, err, exc_info=err)
         else:
@@ -349,3 +431,15 @@ class Loop:
 
 
 _FAILED: Any = object()
+
+#: A chooser's answer to the engine: the branch index, ``u32`` little-endian.
+_BRANCH = struct.Struct("<I")
+
+
+def _branch_index(output: Any) -> bytes:
+    """Encode a Switch chooser's ``forward`` output, which must be a branch index."""
+    if isinstance(output, bool) or not isinstance(output, int):
+        raise TypeError(f"a Switch's chooser must return a branch index (int), got {output!r}")
+    if not 0 <= output <= 0xFFFF_FFFF:
+        raise ValueError(f"a Switch's chooser returned {output}, which is no branch index")
+    return _BRANCH.pack(output)

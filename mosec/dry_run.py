@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TextIO
 
-from mosec import log, stage_worker
+from mosec import flow, log, stage_worker
 from mosec.config import ServerConfig
+from mosec.flow import Step
 from mosec.plan import StagePlan, plan, scoped_environment
-from mosec.runtime import Runtime
 from mosec.stream import EventSink
 from mosec.worker import SSEWorker, Worker
 
@@ -78,11 +78,14 @@ class StageFailure:
     error: str
 
 
-def run(routes: dict[str, list[Runtime]], config: ServerConfig, out: TextIO = sys.stdout) -> int:
+def run(routes: dict[str, list[Step]], config: ServerConfig, out: TextIO = sys.stdout) -> int:
     """Dry-run every route; print the report to ``out``.
 
+    A route with an ensemble or a switch carries no data in the dry run: each of its stages is
+    built and warmed up on its own examples.
+
     Args:
-        routes: ``{path: [runtime, ...]}`` as registered.
+        routes: ``{path: [step, ...]}`` as registered.
         config: the server's settings (the timeout and the log level are used).
         out: where the report goes.
 
@@ -91,9 +94,14 @@ def run(routes: dict[str, list[Runtime]], config: ServerConfig, out: TextIO = sy
     """
     stages, _ = plan(routes)
     stage_of = {id(stage.runtime): stage for stage in stages}
-    for path, runtimes in routes.items():
+    for path, steps in routes.items():
+        linear = flow.is_linear(steps)
+        runtimes = list(dict.fromkeys(flow.runtimes(steps)))
         print(f"route {path}: {' -> '.join(runtime.name for runtime in runtimes)}", file=out)
-        payloads: list[bytes] | None = None  # the first stage reads its own examples
+        if not linear:
+            print("  a flow with an ensemble or a switch: each stage only warms up", file=out)
+        # The first stage reads its own examples; [] means "warm up only".
+        payloads: list[bytes] | None = None if linear else []
         for position, runtime in enumerate(runtimes):
             job = _job(stage_of[id(runtime)], config, position == 0, position == len(runtimes) - 1)
             where = f"route {path}, stage {position + 1} of {len(runtimes)} ({runtime.name})"

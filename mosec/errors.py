@@ -101,6 +101,23 @@ class StreamCancelled(BaseException):
     """
 
 
+class MemberError(MosecError):
+    """An ensemble member failed; it takes the member's slot when the ensemble does not fail fast.
+
+    Attributes:
+        code: the member's error status.
+        message: the member's error body, as text.
+    """
+
+    msg = "ensemble member error"
+
+    def __init__(self, code: int, message: str) -> None:
+        """Describe the member's failure by its status and message."""
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 #: The body of a 500 caused by an exception that is not a ``MosecError``.
 INTERNAL_ERROR_BODY = "inference internal error"
 
@@ -115,6 +132,10 @@ def error_response(err: BaseException) -> tuple[int, bytes]:
         The status code and the UTF-8 body for the client.
     """
     if isinstance(err, (MosecError, MosecTimeoutError)):
+        payload = getattr(err, "payload", None)
+        if isinstance(payload, bytes):
+            # An error that carries an object (an in-process caller rebuilds it), not a text.
+            return err.code, payload
         text = str(err).replace("\n", " - ") or err.msg
         return err.code, f"{err.msg}: {text}".encode()
     return 500, INTERNAL_ERROR_BODY.encode()

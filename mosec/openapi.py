@@ -27,7 +27,8 @@ from typing import Any
 
 import msgspec
 
-from mosec import _engine, log
+from mosec import _engine, flow, log
+from mosec.flow import Step
 from mosec.mixin.typed_msgpack_worker import TypedMsgPackMixin
 from mosec.plan import is_streaming
 from mosec.runtime import Runtime
@@ -64,7 +65,7 @@ _ERRORS = {
 _REQUEST_ID_HEADER = {"$ref": "#/components/headers/RequestId"}
 
 
-def build(routes: dict[str, list[Runtime]]) -> dict[str, Any]:
+def build(routes: dict[str, list[Step]]) -> dict[str, Any]:
     """Build the document for a server's routes.
 
     Args:
@@ -88,8 +89,8 @@ def build(routes: dict[str, list[Runtime]]) -> dict[str, Any]:
             "get": _plain_get("metrics", "Prometheus metrics.", "text/plain; version=0.0.4")
         },
     }
-    for path, runtimes in routes.items():
-        paths[path] = {"post": _operation(path, runtimes, schema_of)}
+    for path, steps in routes.items():
+        paths[path] = {"post": _operation(path, steps, schema_of)}
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -132,19 +133,19 @@ def build(routes: dict[str, list[Runtime]]) -> dict[str, Any]:
     }
 
 
-def _typed_bodies(routes: dict[str, list[Runtime]]) -> dict[tuple[str, str], Any]:
+def _typed_bodies(routes: dict[str, list[Step]]) -> dict[tuple[str, str], Any]:
     """The annotated type of each request and response: ``{(path, "req"/"resp"): type}``.
 
     Unannotated boundaries are left out, and so are other workers' annotations that msgspec
     cannot describe; a typed mixin's must be describable.
     """
     found: dict[tuple[str, str], Any] = {}
-    for path, runtimes in routes.items():
-        first, last = runtimes[0], runtimes[-1]
+    for path, steps in routes.items():
+        first, last = flow.first_stages(steps)[0], flow.last_stages(steps)[0]
         request = _boundary_type(first, 0, path)
         if request is not Any:
             found[(path, "req")] = request
-        if not is_streaming(runtimes):
+        if not is_streaming(steps):
             response = _boundary_type(last, 1, path)
             if response is not Any:
                 found[(path, "resp")] = response
@@ -168,10 +169,10 @@ def _boundary_type(runtime: Runtime, which: int, path: str) -> Any:
 
 
 def _operation(
-    path: str, runtimes: list[Runtime], schema_of: dict[tuple[str, str], Any]
+    path: str, steps: list[Step], schema_of: dict[tuple[str, str], Any]
 ) -> dict[str, Any]:
-    first, last = runtimes[0], runtimes[-1]
-    if is_streaming(runtimes):
+    first, last = flow.first_stages(steps)[0], flow.last_stages(steps)[0]
+    if is_streaming(steps):
         ok = {
             "description": "A stream of server-sent events: one `data:` event per event the "
             "worker sends. An error, before or after the first event, arrives as an `error` "
@@ -188,7 +189,7 @@ def _operation(
         responses[status] = {"$ref": f"#/components/responses/{name}"}
     operation: dict[str, Any] = {
         "operationId": _operation_id(path),
-        "summary": " -> ".join(runtime.name for runtime in runtimes),
+        "summary": " -> ".join(runtime.name for runtime in dict.fromkeys(flow.runtimes(steps))),
         "description": first.worker.__doc__.strip() if first.worker.__doc__ else "",
         "parameters": [{"$ref": "#/components/parameters/RequestId"}],
     }

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mosec import _engine
+from mosec import _engine, flow
+from mosec.flow import Step
 from mosec.runtime import Runtime
 from mosec.worker import SSEWorker
 
@@ -30,6 +31,8 @@ class StagePlan:
 
     index: int
     runtime: Runtime
+    #: Whether the stage chooses a Switch's branch (its workers answer branch indices).
+    chooser: bool = False
 
     def engine_config(self) -> dict[str, Any]:
         """The stage's entry in the engine config.
@@ -39,7 +42,8 @@ class StagePlan:
         runtime = self.runtime
         return {
             "name": runtime.name,
-            "num": runtime.num,
+            # One link per thread of each process: the engine batches for each of them.
+            "num": runtime.num * runtime.threads,
             "max_batch_size": runtime.max_batch_size,
             "max_wait_time_ms": runtime.max_wait_time,
         }
@@ -63,38 +67,70 @@ def check_path(path: str) -> None:
         )
 
 
-def is_streaming(runtimes: list[Runtime]) -> bool:
+def is_streaming(steps: Sequence[Step]) -> bool:
     """Whether a route answers with an event stream: its last worker is an ``SSEWorker``."""
-    return issubclass(runtimes[-1].worker, SSEWorker)
+    return any(issubclass(stage.worker, SSEWorker) for stage in flow.last_stages(steps))
 
 
-def plan(routes: dict[str, list[Runtime]]) -> tuple[list[StagePlan], list[dict[str, Any]]]:
+def check_flow(path: str, steps: Sequence[Step], http: bool = True) -> None:
+    """Refuse a route the engine cannot serve, with the reason.
+
+    Args:
+        path: the route's path.
+        steps: its steps.
+        http: whether HTTP clients get its answers (then the last step must not be an
+            ensemble: its answer would be the engine's joined container, not a body).
+
+    Raises:
+        ValueError: for an empty route, an HTTP route ending in an ensemble, a streaming route
+            with an ensemble or a switch, or a chooser used as a plain stage too.
+    """
+    if not steps:
+        raise ValueError(f"route {path!r} needs at least one step")
+    if http and isinstance(steps[-1], flow.Ensemble):
+        raise ValueError(
+            f"route {path!r} ends with an Ensemble: end it with a stage that combines the "
+            "members' outputs (its forward gets them as a list)"
+        )
+    if is_streaming(steps) and not flow.is_linear(steps):
+        raise ValueError(f"route {path!r} streams events, so it must be a line of stages")
+    chooser_ids = {id(chooser) for chooser in flow.choosers(steps)}
+    if any(id(stage) in chooser_ids for stage in flow.plain_stages(steps)):
+        raise ValueError(f"route {path!r}: a Switch's chooser cannot also be a plain stage")
+
+
+def plan(routes: dict[str, list[Step]]) -> tuple[list[StagePlan], list[dict[str, Any]]]:
     """Number the stages (one per distinct Runtime object) and describe the routes.
 
     Args:
-        routes: ``{path: [runtime, ...]}`` in registration order.
+        routes: ``{path: [step, ...]}`` in registration order.
 
     Returns:
-        The stages in engine order, and each route's entry of the engine config.
+        The stages in engine order, and each route's entry of the engine config: its ``stages``
+        when it is a line, its ``flow`` otherwise (see :mod:`mosec.flow`).
     """
     index_of: dict[int, int] = {}
     stages: list[StagePlan] = []
     route_configs = []
-    for path, runtimes in routes.items():
-        indices = []
-        for runtime in runtimes:
+    chooser_ids = {id(c) for steps in routes.values() for c in flow.choosers(steps)}
+    for path, steps in routes.items():
+        if any(id(stage) in chooser_ids for stage in flow.plain_stages(steps)):
+            raise ValueError(f"route {path!r}: a Switch's chooser cannot also be a plain stage")
+        for runtime in flow.runtimes(steps):
             if id(runtime) not in index_of:
                 index_of[id(runtime)] = len(stages)
-                stages.append(StagePlan(len(stages), runtime))
-            indices.append(index_of[id(runtime)])
-        route_configs.append(
-            {
-                "path": path,
-                "stages": indices,
-                "mime": runtimes[-1].worker.resp_mime_type,
-                "stream": is_streaming(runtimes),
-            }
-        )
+                stages.append(StagePlan(len(stages), runtime, id(runtime) in chooser_ids))
+        config: dict[str, Any] = {
+            "path": path,
+            "mime": flow.last_stages(steps)[0].worker.resp_mime_type,
+            "stream": is_streaming(steps),
+        }
+        if flow.is_linear(steps):
+            config["stages"] = [index_of[id(step)] for step in steps]
+        else:
+            config["stages"] = []
+            config["flow"] = flow.describe(steps, index_of)
+        route_configs.append(config)
     return stages, route_configs
 
 

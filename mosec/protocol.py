@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from mosec._engine import (
     FLAG_EGRESS,
     FLAG_INGRESS,
+    FLAG_JOINED,
     FLAG_REFERENCE,
     FLAG_REQUEST_ID,
     KIND_BATCH,
@@ -28,6 +29,7 @@ from mosec._engine import (
 __all__ = [
     "FLAG_EGRESS",
     "FLAG_INGRESS",
+    "FLAG_JOINED",
     "FLAG_REFERENCE",
     "FLAG_REQUEST_ID",
     "KIND_BATCH",

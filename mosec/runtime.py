@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Sequence
 
 from mosec.worker import Worker
 
@@ -25,6 +26,9 @@ class Runtime:
         timeout: float = 0,
         start_method: str = "spawn",
         env: list[dict[str, str]] | None = None,
+        *,
+        threads: int = 1,
+        cpus: Sequence[int | Sequence[int] | None] | None = None,
     ) -> None:
         """Describe a stage.
 
@@ -38,6 +42,13 @@ class Runtime:
                 0 means the server's ``--timeout``.
             start_method: ``spawn``, ``fork`` or ``forkserver``.
             env: one dict of environment variables per process (``len(env) == num``).
+            threads: how many threads of each process serve the stage, each with its own
+                worker instance (built in its thread) and its own place in the engine's
+                batching; for light stages beside heavy ones. A thread stage has no
+                ``forward`` timeout (a signal can interrupt only the main thread).
+            cpus: pins each process to CPUs with ``os.sched_setaffinity`` before its worker is
+                built: one entry per process (``None``: unpinned, an int, or a list of ints).
+                ``num`` is then ``len(cpus)`` (leave it at 1, or give the same number).
 
         Raises:
             TypeError: when ``worker`` is not a Worker subclass.
@@ -45,6 +56,11 @@ class Runtime:
         """
         if not (isinstance(worker, type) and issubclass(worker, Worker)):
             raise TypeError(f"worker must be a subclass of mosec.Worker, got {worker!r}")
+        pins = _pins(cpus, num)
+        if pins is not None:
+            num = len(pins)
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         if num < 1:
             raise ValueError(f"num must be >= 1, got {num}")
         if max_batch_size < 1:
@@ -64,6 +80,9 @@ class Runtime:
         self.timeout = timeout
         self.start_method = start_method
         self.env = env
+        self.threads = threads
+        #: Each process's CPUs (``None``: unpinned), or None when no process is pinned.
+        self.cpus = pins
         Runtime._created += 1
         #: ``<WorkerClass>_<n>``, n counting the runtimes made in this process (as mosec names
         #: stages): unique even when one class serves two stages. Metrics and logs use it, and
@@ -84,3 +103,27 @@ class Runtime:
             f"Runtime({self.name}, num={self.num}, max_batch_size={self.max_batch_size}, "
             f"max_wait_time={self.max_wait_time}, timeout={self.timeout})"
         )
+
+
+def _pins(
+    cpus: Sequence[int | Sequence[int] | None] | None, num: int
+) -> list[list[int] | None] | None:
+    """``cpus`` as one sorted CPU list (or None) per process, checked."""
+    if cpus is None:
+        return None
+    if isinstance(cpus, (int, str)) or not isinstance(cpus, Sequence):
+        raise TypeError(f"cpus must be a list with one entry per process, got {cpus!r}")
+    if not cpus:
+        raise ValueError("cpus must name at least one process")
+    if num not in (1, len(cpus)):
+        raise ValueError(f"cpus has {len(cpus)} entries for num={num}: give one per process")
+    pins: list[list[int] | None] = []
+    for entry in cpus:
+        if entry is None:
+            pins.append(None)
+            continue
+        chosen = [entry] if isinstance(entry, int) else list(entry)
+        if not chosen or not all(isinstance(cpu, int) and cpu >= 0 for cpu in chosen):
+            raise ValueError(f"a cpus entry must be None, a CPU or a list of CPUs: {entry!r}")
+        pins.append(sorted(set(chosen)))
+    return pins

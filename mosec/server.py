@@ -8,6 +8,8 @@ examples through their stages instead, without HTTP (see :mod:`mosec.dry_run`).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -15,7 +17,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any, Union
 
 # The dry run, the OpenAPI document and the store layer (numpy, msgspec) are imported where
@@ -25,8 +29,11 @@ from mosec import _engine, log
 from mosec.args import parse_arguments
 from mosec.config import ServerConfig
 from mosec.daemon import Daemon
-from mosec.plan import check_path, plan
+from mosec.flow import Ensemble, Step, Switch
+from mosec.local import LocalClient
+from mosec.plan import StagePlan, check_flow, check_path, plan
 from mosec.runtime import Runtime
+from mosec.store.settings import WorkerStores
 from mosec.supervisor import Supervisor
 from mosec.worker import Worker
 
@@ -52,7 +59,7 @@ class Server:
 
     def __init__(self) -> None:
         """Create an empty server; add workers before :meth:`run`."""
-        self._routes: dict[str, list[Runtime]] = {}
+        self._routes: dict[str, list[Step]] = {}
         self._daemons: list[Daemon] = []
 
     def append_worker(
@@ -92,33 +99,47 @@ class Server:
         for path in paths:
             self._routes.setdefault(path, []).append(runtime)
 
-    def register_runtime(self, routes: dict[str, list[Runtime]]) -> None:
-        """Add routes, each with its pipeline of runtimes.
+    def register_runtime(self, routes: dict[str, list[Step]]) -> None:
+        """Add routes, each with its pipeline of runtimes (and ensembles and switches).
 
         A :class:`Runtime` object used in several routes is one shared stage: one pool of
         processes that batches requests from all those routes together. Whether it is a route's
-        first or last stage is decided per route. Example::
+        first or last stage is decided per route. A step may also be a
+        :class:`~mosec.Ensemble` or a :class:`~mosec.Switch` (see :mod:`mosec.flow`). Example::
 
             shared = Runtime(Embed, max_batch_size=16)
             server.register_runtime({
                 "/v1/inference": [Runtime(Preprocess), shared, Runtime(Postprocess)],
                 "/inference": [Runtime(Tokenize), shared],
+                "/vote": [Runtime(Preprocess), Ensemble([Runtime(A), Runtime(B)]), Runtime(Vote)],
             })
 
         Args:
-            routes: ``{path: [runtime, ...]}``.
+            routes: ``{path: [step, ...]}``.
 
         Raises:
-            ValueError: when a route is empty, already registered, or reserved (``/``,
-                ``/metrics``, ``/openapi...``).
+            ValueError: when a route is empty, already registered, reserved (``/``,
+                ``/metrics``, ``/openapi...``), ends with an ensemble, or streams through an
+                ensemble or a switch.
         """
-        for path, runtimes in routes.items():
-            check_path(path)
-            if path in self._routes:
-                raise ValueError(f"route {path!r} is already registered")
-            if not runtimes or not all(isinstance(r, Runtime) for r in runtimes):
-                raise ValueError(f"route {path!r} needs a non-empty list of Runtime")
-            self._routes[path] = list(runtimes)
+        for path, steps in routes.items():
+            self._add_route(path, steps, http=True)
+
+    def _add_route(self, path: str, steps: Sequence[Step], http: bool) -> None:
+        """Check and add one route.
+
+        ``http=False`` is a route only called in process: it may end with an ensemble, whose
+        joined outputs the caller splits with :func:`mosec.flow.split_joined`.
+        """
+        check_path(path)
+        if path in self._routes:
+            raise ValueError(f"route {path!r} is already registered")
+        if not isinstance(steps, (list, tuple)) or not all(
+            isinstance(step, (Runtime, Ensemble, Switch)) for step in steps
+        ):
+            raise ValueError(f"route {path!r} needs a list of Runtime, Ensemble or Switch")
+        check_flow(path, steps, http)
+        self._routes[path] = list(steps)
 
     def register_daemon(
         self, name: str, proc: Union[subprocess.Popen[Any], multiprocessing.Process]
@@ -182,6 +203,16 @@ class Server:
         return code
 
     def _serve(self, config: ServerConfig, supervisor: Supervisor, socket_path: str) -> int:
+        started = self._start_engine(config, socket_path)
+        if isinstance(started, int):
+            return started
+        engine, stages, workers = started
+        return supervisor.run(engine, stages, socket_path, config, workers)
+
+    def _start_engine(
+        self, config: ServerConfig, socket_path: str
+    ) -> tuple[Any, list[StagePlan], WorkerStores] | int:
+        """Start the engine for the routes; what the supervisor needs, or an exit code."""
         if len(socket_path.encode()) > _MAX_SOCKET_PATH:
             logger.error(
                 "socket path %r is too long for a Unix socket; use a shorter --path", socket_path
@@ -190,11 +221,11 @@ class Server:
         from mosec import openapi
         from mosec.store import settings as store_settings
 
-        stages, routes = plan(self._routes)
         try:
+            stages, routes = plan(self._routes)
             document = json.dumps(openapi.build(self._routes))
         except (TypeError, ValueError) as err:
-            logger.error("cannot describe the routes in the OpenAPI document: %s", err)
+            logger.error("cannot describe the routes: %s", err)
             return 2
         try:
             stores = store_settings.engine_settings(stage.runtime.worker for stage in stages)
@@ -220,8 +251,83 @@ class Server:
             engine.port(),  # the bound one, when --port 0 asked the OS to pick
             extra={"routes": [route["path"] for route in routes], "socket": socket_path},
         )
-        workers = store_settings.for_workers(engine, stores, config.shm_wait_ms)
-        return supervisor.run(engine, stages, socket_path, config, workers)
+        return engine, stages, store_settings.for_workers(engine, stores, config.shm_wait_ms)
+
+    @contextlib.contextmanager
+    def local(
+        self,
+        *,
+        timeout: float | None = None,
+        capacity: int | None = None,
+        max_request_size: int | None = None,
+        log_level: str | None = None,
+    ) -> Iterator[LocalClient]:
+        """Run the server in this process, with no HTTP clients, for in-process calls.
+
+        The engine and the worker processes start as for :meth:`run` (its batching, queues and
+        stages are the same); the block is entered once every worker is in. No command-line
+        flag is read (``MOSEC_*`` variables are). Example::
+
+            with server.local() as client:
+                answer = client.call(b'{"text": "hi"}').json()
+
+        Args:
+            timeout: the deadline of a call in seconds (``--timeout`` when omitted).
+            capacity: the most calls in flight; one more is answered 429.
+            max_request_size: the largest call body in bytes (413 past it).
+            log_level: ``debug``, ``info``, ``warning`` or ``error`` for the engine and workers.
+
+        Raises:
+            RuntimeError: a stage cannot start, or the engine cannot (the log says why).
+        """
+        args, _ = parse_arguments([])
+        config = ServerConfig.from_flags(args)
+        overrides: dict[str, Any] = {"address": "127.0.0.1", "port": 0, "dry_run": False}
+        if timeout is not None:
+            overrides["timeout_ms"] = max(1, int(timeout * 1000))
+        if capacity is not None:
+            overrides["capacity"] = capacity
+        if max_request_size is not None:
+            overrides["max_request_size"] = max_request_size
+        if log_level is not None:
+            overrides["log_level"] = log_level
+        config = dataclasses.replace(config, **overrides)
+        if not self._routes:
+            raise RuntimeError("no worker: call append_worker or register_runtime first")
+        socket_dir = tempfile.mkdtemp(prefix="mosec_")
+        supervisor = Supervisor(self._daemons)
+        try:
+            started = self._start_engine(config, os.path.join(socket_dir, "engine.sock"))
+            if isinstance(started, int):
+                raise RuntimeError("the in-process server cannot start: see the log")
+            engine, stages, workers = started
+            socket_path = os.path.join(socket_dir, "engine.sock")
+            result: list[int] = []
+            thread = threading.Thread(
+                target=lambda: result.append(
+                    supervisor.run(engine, stages, socket_path, config, workers)
+                ),
+                name="mosec-supervisor",
+                daemon=True,
+            )
+            thread.start()
+            supervisor.settled.wait()
+            if not supervisor.serving:
+                thread.join()
+                raise RuntimeError("the in-process server cannot start: a stage has no worker")
+            client = LocalClient(engine, config.timeout_ms)
+            try:
+                yield client
+            finally:
+                client.close()
+                supervisor.request_stop()
+                thread.join()
+        finally:
+            supervisor.restore_signal_handlers()
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            deadline = time.monotonic() + DAEMON_STOP_GRACE_S
+            for daemon in self._daemons:
+                daemon.stop(deadline)
 
 
 def _socket_dir(path: str | None) -> tuple[str, bool]:

@@ -85,6 +85,10 @@ class Supervisor:
         """
         self._daemons = daemons
         self._signal: int | None = None
+        #: Set by :meth:`request_stop` (the in-process server's exit), from any thread.
+        self._stop_requested = False
+        #: Set once the engine serves (every worker in), or once supervision has ended.
+        self.settled = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
@@ -155,13 +159,28 @@ class Supervisor:
             code = self._watch()
         finally:
             self._shutdown(code)
+            self.settled.set()
         return code
+
+    @property
+    def serving(self) -> bool:
+        """Whether every worker came in and the engine serves."""
+        return self._listening
+
+    def request_stop(self) -> None:
+        """Ask the supervision loop to drain and stop, from another thread."""
+        self._stop_requested = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_write, b"s")
 
     def _watch(self) -> int:
         """Wait for events until one of them ends the server; returns the exit code."""
         while True:
             if self._signal is not None:
                 logger.info("received %s, shutting down", signal.Signals(self._signal).name)
+                return EXIT_OK
+            if self._stop_requested:
+                logger.info("asked to stop, shutting down")
                 return EXIT_OK
             waitables: list[Any] = [self._wake_read]
             waitables += [slot.reader for slot in self._slots if slot.reader is not None]
@@ -227,7 +246,8 @@ class Supervisor:
             worker=runtime.worker,
             stage_index=slot.stage.index,
             stage_name=slot.stage.runtime.name,
-            worker_id=slot.worker_id,
+            # A thread stage's process serves ids base .. base + threads - 1.
+            worker_id=(slot.worker_id - 1) * runtime.threads + 1,
             max_batch_size=runtime.max_batch_size,
             timeout_s=self._config.forward_timeout_s(runtime.timeout),
             socket_path=self._socket_path,
@@ -235,6 +255,9 @@ class Supervisor:
             log_level=self._config.log_level,
             log_json=self._config.log_json,
             stores=self._stores,
+            chooser=slot.stage.chooser,
+            threads=runtime.threads,
+            cpus=runtime.cpus[slot.worker_id - 1] if runtime.cpus else None,
         )
         process = ctx.Process(
             target=coordinator.main, args=(spec, writer), name=f"mosec{slot.name}"
@@ -277,6 +300,7 @@ class Supervisor:
             return
         if self._listening:
             logger.info("all %d workers connected, the server is ready", len(self._slots))
+            self.settled.set()
 
     def _on_exit(self, slot: _Slot) -> bool:
         """Handle a dead worker; False when its stage cannot be kept alive."""

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mosec import log
-from mosec.errors import DecodingError, EncodingError
+from mosec.errors import DecodingError, EncodingError, MemberError
 from mosec.stream import EventSink
 
 logger = log.get_logger("worker")
@@ -121,6 +121,23 @@ class Worker(abc.ABC):
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             logger.debug("the request body is not JSON: %s", err)
             raise DecodingError from err
+
+    def _mosec_member_error(self, status: int, body: bytes) -> Any:
+        """What a failed ensemble member's slot holds (``fail_fast=False``): a ``MemberError``.
+
+        Args:
+            status: the member's error status.
+            body: its error body.
+        """
+        return MemberError(status, body.decode("utf-8", errors="replace"))
+
+    def _mosec_join(self, slots: list[Any]) -> Any:
+        """The input ``forward`` gets after an ensemble: the members' outputs, in order.
+
+        Args:
+            slots: each member's decoded output, or its error (see ``_mosec_member_error``).
+        """
+        return slots
 
     @abc.abstractmethod
     def forward(self, data: Any) -> Any:

@@ -87,6 +87,62 @@ pub struct RouteConfig {
     /// The egress worker streams server-sent events.
     #[serde(default)]
     pub stream: bool,
+    /// The route's flow graph; when non-empty it runs instead of `stages` (which then only
+    /// has to name existing stages). Empty for a linear route, and left out of the JSON then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flow: Vec<Step>,
+}
+
+/// One step of a route's flow. A flow is a list of steps run in order, each one's output
+/// the next one's input; members and branches are flows themselves, so steps nest.
+///
+/// JSON (externally tagged): `{"stage": 3}`,
+/// `{"ensemble": {"members": [[...], [...]], "fail_fast": true}}`,
+/// `{"switch": {"chooser": 5, "branches": [[...], [...]]}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Runs one stage (an index into [`Config::stages`]).
+    Stage(usize),
+    /// Runs every member on the same input; continues with their joined outputs.
+    Ensemble(EnsembleStep),
+    /// Runs the chooser stage on the input, then the branch it names on that same input.
+    Switch(SwitchStep),
+}
+
+/// An ensemble: one input to every member flow, their outputs joined in member order (the
+/// JOINED layout is in `crate::protocol`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleStep {
+    /// The member flows, at least one, each with at least one step.
+    pub members: Vec<Vec<Step>>,
+    /// End the task with the first member error (cancelling the other members) instead of
+    /// joining errors into their slots. False when left out.
+    #[serde(default)]
+    pub fail_fast: bool,
+}
+
+/// A switch: the chooser stage answers a little-endian `u32` branch index; the branch then
+/// runs on the switch's own input, not on the chooser's output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchStep {
+    /// Index into [`Config::stages`] of the stage that picks the branch.
+    pub chooser: usize,
+    /// The branch flows, at least one, each with at least one step.
+    pub branches: Vec<Vec<Step>>,
+}
+
+impl RouteConfig {
+    /// The flow this route runs: `flow`, or `stages` as a flow of stage steps.
+    pub fn steps(&self) -> Vec<Step> {
+        if self.flow.is_empty() {
+            self.stages.iter().copied().map(Step::Stage).collect()
+        } else {
+            self.flow.clone()
+        }
+    }
 }
 
 /// Paths the engine serves itself; no route may take them.
@@ -205,11 +261,60 @@ impl Config {
             if !seen.insert(route.path.as_str()) {
                 return invalid(format!("route {:?} is registered twice", route.path));
             }
-            if route.stages.is_empty() {
+            if route.stages.is_empty() && route.flow.is_empty() {
                 return invalid(format!("route {:?} has no stage", route.path));
             }
             if let Some(bad) = route.stages.iter().find(|&&s| s >= self.stages.len()) {
                 return invalid(format!("route {:?} names unknown stage {bad}", route.path));
+            }
+            self.validate_flow(&route.flow, "flow", route.stream)
+                .map_err(|why| ConfigError::Invalid(format!("route {:?} {why}", route.path)))?;
+        }
+        Ok(())
+    }
+
+    /// Checks one flow of a route, nested flows included; `at` names the flow in the message
+    /// (`flow[1].members[0]`), so a mistake deep in a graph is easy to find.
+    fn validate_flow(&self, flow: &[Step], at: &str, stream: bool) -> Result<(), String> {
+        let known = |stage: usize, what: &str, at: &str| {
+            if stage < self.stages.len() {
+                Ok(())
+            } else {
+                Err(format!("names unknown stage {stage} as {what} at {at}"))
+            }
+        };
+        for (index, step) in flow.iter().enumerate() {
+            let at = format!("{at}[{index}]");
+            let (flows, kind) = match step {
+                Step::Stage(stage) => {
+                    known(*stage, "a stage", &at)?;
+                    continue;
+                }
+                _ if stream => {
+                    return Err(format!(
+                        "streams events, so its flow may only have stage steps (found one at {at})"
+                    ))
+                }
+                Step::Ensemble(ensemble) => {
+                    if ensemble.members.len() > usize::from(u16::MAX) {
+                        return Err(format!("has more than {} ensemble members at {at}", u16::MAX));
+                    }
+                    (&ensemble.members, "members")
+                }
+                Step::Switch(switch) => {
+                    known(switch.chooser, "a switch chooser", &at)?;
+                    (&switch.branches, "branches")
+                }
+            };
+            if flows.is_empty() {
+                return Err(format!("has no {kind} at {at}"));
+            }
+            for (inner, steps) in flows.iter().enumerate() {
+                let at = format!("{at}.{kind}[{inner}]");
+                if steps.is_empty() {
+                    return Err(format!("has an empty flow at {at}"));
+                }
+                self.validate_flow(steps, &at, stream)?;
             }
         }
         Ok(())
@@ -242,6 +347,7 @@ mod tests {
                 stages: vec![0],
                 mime: "application/json".into(),
                 stream: false,
+                flow: Vec::new(),
             }],
             ..Config::default()
         }
@@ -274,5 +380,80 @@ mod tests {
             matches!(config.validate(), Err(ConfigError::Invalid(m)) if m.contains("unknown stage"))
         );
         assert!(matches!(Config::from_json("{\"nope\": 1}"), Err(ConfigError::Parse(_))));
+    }
+
+    fn with_flow(flow: serde_json::Value, stream: bool) -> Result<Config, ConfigError> {
+        let mut config = serde_json::to_value(minimal()).unwrap();
+        let stage = config["stages"][0].clone();
+        config["stages"] = serde_json::json!([stage.clone(), stage.clone(), stage]);
+        config["routes"][0]["flow"] = flow;
+        config["routes"][0]["stream"] = stream.into();
+        Config::from_json(&config.to_string())
+    }
+
+    #[test]
+    fn flows_parse_from_their_json() {
+        let flow = serde_json::json!([
+            {"stage": 0},
+            {"ensemble": {"members": [[{"stage": 1}], [{"stage": 2}, {"stage": 1}]], "fail_fast": true}},
+            {"switch": {"chooser": 2, "branches": [[{"stage": 0}], [{"ensemble": {"members": [[{"stage": 1}]]}}]]}}
+        ]);
+        let config = with_flow(flow, false).unwrap();
+        let route = &config.routes[0];
+        assert_eq!(route.steps(), route.flow);
+        let Step::Ensemble(ensemble) = &route.flow[1] else { panic!("{:?}", route.flow) };
+        assert!(ensemble.fail_fast);
+        assert_eq!(ensemble.members[1], vec![Step::Stage(2), Step::Stage(1)]);
+        let Step::Switch(switch) = &route.flow[2] else { panic!("{:?}", route.flow) };
+        assert_eq!(switch.chooser, 2);
+        let Step::Ensemble(inner) = &switch.branches[1][0] else { panic!("{switch:?}") };
+        assert!(!inner.fail_fast, "fail_fast is false when left out");
+        // A linear route is its stages, and its JSON has no flow at all.
+        assert_eq!(minimal().routes[0].steps(), vec![Step::Stage(0)]);
+        let json = serde_json::to_value(minimal()).unwrap();
+        assert!(json["routes"][0].get("flow").is_none());
+    }
+
+    #[test]
+    fn bad_flows_are_refused_with_where() {
+        let refused = |flow: serde_json::Value, stream: bool| match with_flow(flow, stream) {
+            Err(ConfigError::Invalid(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        let message = refused(
+            serde_json::json!([{"ensemble": {"members": [[{"stage": 0}], [{"stage": 7}]]}}]),
+            false,
+        );
+        assert_eq!(
+            message,
+            "route \"/inference\" names unknown stage 7 as a stage at flow[0].members[1][0]"
+        );
+        let message = refused(
+            serde_json::json!([{"switch": {"chooser": 9, "branches": [[{"stage": 0}]]}}]),
+            false,
+        );
+        assert!(message.contains("unknown stage 9 as a switch chooser at flow[0]"), "{message}");
+        let message = refused(serde_json::json!([{"ensemble": {"members": []}}]), false);
+        assert!(message.contains("has no members at flow[0]"), "{message}");
+        let message =
+            refused(serde_json::json!([{"switch": {"chooser": 0, "branches": [[]]}}]), false);
+        assert!(message.contains("empty flow at flow[0].branches[0]"), "{message}");
+        let message = refused(
+            serde_json::json!([{"stage": 0}, {"switch": {"chooser": 0, "branches": [[{"stage": 1}]]}}]),
+            true,
+        );
+        assert!(
+            message.contains("streams events, so its flow may only have stage steps"),
+            "{message}"
+        );
+        // A streaming route of stage steps is fine; so is a flow with no `stages`.
+        assert!(with_flow(serde_json::json!([{"stage": 0}, {"stage": 1}]), true).is_ok());
+        // Unknown step kinds and fields do not parse.
+        for bad in [
+            serde_json::json!([{"loop": {}}]),
+            serde_json::json!([{"switch": {"chooser": 0, "branches": [[{"stage": 0}]], "x": 1}}]),
+        ] {
+            assert!(matches!(with_flow(bad, false), Err(ConfigError::Parse(_))));
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The engine's control API: start it, ask whether it is ready, drain and stop it.
+//! The engine's control API: start it, ask whether it is ready, call a route in-process,
+//! drain and stop it.
 //!
 //! The engine runs on its own tokio runtime (Rust-owned threads), so the Python process that
 //! owns it only calls in to start, query and stop it.
@@ -7,6 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use shm::Arena;
 use tokio::net::{TcpSocket, UnixListener};
 use tokio::runtime::Runtime;
@@ -19,11 +21,15 @@ use crate::http::serve_http;
 use crate::link::serve_links;
 use crate::logging;
 use crate::refs::{release_redis_keys, Stores};
+use crate::request;
 use crate::state::Shared;
 use crate::tasks::Outcome;
 
 /// How long tasks failed at the end of a drain get to deliver their answer.
 const FLUSH_GRACE: Duration = Duration::from_secs(1);
+
+/// The answer of a task the server stopped before it finished.
+const STOPPED: &str = "service unavailable: the server stopped before the request finished";
 
 /// How many connections may wait to be accepted (what `TcpListener::bind` uses).
 const LISTEN_BACKLOG: u32 = 1024;
@@ -210,32 +216,71 @@ impl Engine {
             .map_or(0, |r| r.shared.tasks.fail_all(&Outcome::error(status, message)))
     }
 
+    /// Runs one in-process request to the route at `path`, as an HTTP POST of `payload` to it
+    /// would run (same admission: 503 draining, 429 capacity, 413 body size; same task, same
+    /// flow), and returns its outcome: 200 with the route's output (a JOINED container for a
+    /// route that ends with an ensemble) or the error. `timeout` is the request's deadline
+    /// (408 past it); zero means the server's `timeout_ms`. Works from start on: no HTTP
+    /// listener is needed. Blocks the calling thread only, so many threads may call at once.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] before start or after shutdown.
+    pub fn call(
+        &self,
+        path: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Outcome, EngineError> {
+        let (handle, shared) = {
+            let running = self.running();
+            let running = running.as_ref().ok_or(EngineError::NotRunning)?;
+            (running.runtime.handle().clone(), running.shared.clone())
+        };
+        // Waited for on a plain channel, not `block_on`: a caller on any thread is fine.
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        let path = path.to_owned();
+        handle.spawn(async move {
+            let outcome = request::call(&shared, &path, payload, timeout).await;
+            let _ = answer.send(outcome);
+        });
+        // The runtime stopping drops the call before it answers.
+        Ok(answered.recv().unwrap_or_else(|_| Outcome::error(503, STOPPED)))
+    }
+
     /// Drains and stops: new requests get 503, tasks in flight get up to `drain` to finish
     /// (the rest get 503), then HTTP stops and every worker link closes.
     ///
     /// Returns true when no task was left unfinished. Blocks the calling thread.
     pub fn shutdown(&self, drain: Duration) -> bool {
-        let Some(Running { runtime, shared, http, .. }) = self.running().take() else {
-            return true;
+        // Drained while the engine is still in place, so that calls made meanwhile are
+        // refused with 503 like HTTP requests, not told the engine is gone.
+        let (handle, shared) = {
+            let running = self.running();
+            let Some(running) = running.as_ref() else {
+                return true;
+            };
+            (running.runtime.handle().clone(), running.shared.clone())
         };
         shared.draining.store(true, std::sync::atomic::Ordering::Release);
         info!(in_flight = shared.tasks.len(), "draining");
-        let drained = runtime.block_on(async {
+        let drained = handle.block_on(async {
             let mut tasks = shared.tasks.watch_len();
             let drained = tokio::time::timeout(drain, tasks.wait_for(|n| *n == 0)).await.is_ok();
             if !drained {
-                let left = shared.tasks.fail_all(&Outcome::error(
-                    503,
-                    "service unavailable: the server stopped before the request finished",
-                ));
+                let left = shared.tasks.fail_all(&Outcome::error(503, STOPPED));
                 warn!(left, "drain timed out; unfinished tasks answered 503");
                 let _ = tokio::time::timeout(FLUSH_GRACE, tasks.wait_for(|n| *n == 0)).await;
             }
+            drained
+        });
+        let Some(Running { runtime, http, .. }) = self.running().take() else {
+            return drained; // another shutdown call stopped it meanwhile
+        };
+        runtime.block_on(async {
             shared.shutdown.send_replace(true);
             if let Some(Http::Serving(http)) = http {
                 let _ = http.await;
             }
-            drained
         });
         // Close every queue so links blocked on an empty one wake up and end.
         for stage in &shared.stages {

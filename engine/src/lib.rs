@@ -8,7 +8,9 @@
 //! - [`config`]: the one `Config` struct and its defaults.
 //! - [`engine`]: start, readiness, drain and stop: the control API.
 //! - [`state`]: what a running engine's parts share.
-//! - [`tasks`]: the task table, ids, and how a task moves through its pipeline.
+//! - [`flow`]: a route's flow graph (stages, ensembles, switches) compiled for walking.
+//! - [`request`]: one client request, HTTP or in-process: admission, submission, deadline.
+//! - [`tasks`]: the task table, ids, and how a task moves through its flow.
 //! - [`batcher`]: per-stage queues and the dynamic batcher.
 //! - [`protocol`]: frames on the worker link (layout documented there).
 //! - [`link`]: serving one worker process over its Unix socket.
@@ -26,12 +28,14 @@ pub mod batcher;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod flow;
 pub mod http;
 pub mod link;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod refs;
+pub mod request;
 pub mod state;
 pub mod tasks;
 

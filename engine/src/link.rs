@@ -24,7 +24,7 @@ use crate::protocol::{
 };
 use crate::refs::{self, StoreObject};
 use crate::state::{stopped, Shared, Stage};
-use crate::tasks::{Advance, Holder, Outcome, TaskId};
+use crate::tasks::{Advance, Answer, Holder, Outcome, TaskId};
 
 /// How long a fresh connection may take to introduce itself.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -246,7 +246,11 @@ impl Link<'_> {
                         self.hello.worker_id, self.stage.config.name
                     );
                     for item in &items {
-                        self.shared.tasks.fail(item.task_id, Outcome::error(500, message.clone()));
+                        let failed = Outcome::error(500, message.clone());
+                        // A member's failure may complete its ensemble: its parent goes on.
+                        if let Advance::Next(next) = self.shared.tasks.fail(item.task_id, failed) {
+                            self.shared.queue(next, &item.request_id);
+                        }
                     }
                     return "worker failed while holding a batch";
                 }
@@ -305,8 +309,9 @@ impl Link<'_> {
         }
     }
 
-    /// Moves each task to its next stage or answers it. Store references in the results are
-    /// adopted (the task owns them now) before the next stage sees them.
+    /// Moves each task on in its flow (its next stage, the chosen branch, its ensemble's
+    /// join) or answers it. Store references in the results are adopted (the task owns them
+    /// now) before the next stage sees them.
     fn dispatch(&self, sent: Vec<Item>, results: Vec<Item>) {
         let tasks = &self.shared.tasks;
         let metrics = &self.shared.metrics;
@@ -330,20 +335,15 @@ impl Link<'_> {
                 metrics.store_full.inc();
             }
             let referenced: u64 = output.iter().map(StoreObject::size).sum();
-            let advance = tasks.advance(result.task_id, status, payload.clone(), output);
-            if let Advance::Next(hop) = advance {
-                metrics.count_carried("inline", payload.len() as u64);
-                let mut flags = hop.flags;
-                if by_reference && status == 200 {
+            let inline = payload.len() as u64;
+            let flags = if by_reference && status == 200 { FLAG_REFERENCE } else { 0 };
+            let answer = Answer { status, flags, payload, objects: output };
+            if let Advance::Next(next) = tasks.answer(result.task_id, answer) {
+                metrics.count_carried("inline", inline);
+                if flags & FLAG_REFERENCE != 0 {
                     metrics.count_carried("reference", referenced);
-                    flags |= FLAG_REFERENCE;
                 }
-                self.shared.stages[hop.stage].queue.push(Queued {
-                    task_id: result.task_id,
-                    flags,
-                    payload,
-                    request_id: sent.request_id,
-                });
+                self.shared.queue(next, &sent.request_id);
             }
         }
     }

@@ -18,14 +18,35 @@
 //!
 //! item  := task_id:u32 | flags:u16 | status:u16 | len:u32 | [rid_len:u8 | rid] | payload[len]
 //!
-//! flags   0x0001 INGRESS    first stage of the task's route: the payload is the HTTP body
-//!         0x0002 EGRESS     last stage of the task's route: the result is the HTTP body
+//! flags   0x0001 INGRESS    the payload is still the task's original input (the request
+//!                           body): the first stage of a route, and in a flow every stage
+//!                           reached before any stage has answered (the first stage of each
+//!                           member of a first ensemble, a first switch's chooser and the
+//!                           first stage of its branch)
+//!         0x0002 EGRESS     the result leaves the engine as (part of) the task's answer: the
+//!                           last stage of a route; in a flow, the last stage of the last step,
+//!                           of each branch of a last switch, of each member of a last ensemble
 //!         0x0004 REQUEST_ID the item carries its request id (`rid_len` then `rid_len` bytes of
 //!                           ASCII) between its header and its payload; `len` counts the
 //!                           payload only. Set by the engine on BATCH items.
+//!         0x0008 JOINED     the payload is a joined container (below): the outputs of an
+//!                           ensemble's members. Set by the engine on BATCH items only.
 //!         0x8000 REFERENCE  the payload is a store reference, not inline bytes
 //! status  0 in a BATCH; in a RESULT the HTTP status of the item: 200 is success (the payload is
 //!         the output), anything else is an error (the payload is its UTF-8 message)
+//! ```
+//!
+//! A joined container, the payload of a JOINED item and the answer of a route whose last
+//! step is an ensemble (the engine builds it; workers only read it):
+//!
+//! ```text
+//! joined := count:u16 | part * count            parts in member order
+//! part   := status:u16 | flags:u16 | len:u32 | bytes[len]
+//!
+//! status  200: bytes are the member's output; else the member's error status, and bytes are
+//!         its UTF-8 message
+//! flags   REFERENCE (0x8000) when bytes are a store reference; JOINED (0x0008) when bytes are
+//!         themselves a joined container (a member whose flow ends with an ensemble); else 0
 //! ```
 //!
 //! This is the one definition of the layout: the Python side (`mosec/protocol.py`) imports these
@@ -42,8 +63,13 @@ pub const FLAG_INGRESS: u16 = 0x0001;
 pub const FLAG_EGRESS: u16 = 0x0002;
 /// Item flag: a request id follows the item header.
 pub const FLAG_REQUEST_ID: u16 = 0x0004;
+/// Item flag: the payload is a joined container of an ensemble's member outputs.
+pub const FLAG_JOINED: u16 = 0x0008;
 /// Item flag: the payload is a store reference.
 pub const FLAG_REFERENCE: u16 = 0x8000;
+
+/// Bytes of a joined part's header: status, flags, length.
+const PART_HEADER_LEN: usize = 8;
 
 /// Bytes of the frame header after the length prefix: kind, reserved, count.
 const BODY_HEADER_LEN: usize = 4;
@@ -293,6 +319,67 @@ pub fn decode_body(mut body: Bytes) -> Result<Frame, ProtocolError> {
     Ok(Frame::Items(kind, items))
 }
 
+/// One member's slot in a joined container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedPart {
+    /// 200, or the member's error status.
+    pub status: u16,
+    /// `FLAG_REFERENCE` or `FLAG_JOINED` for what `bytes` are, else 0.
+    pub flags: u16,
+    /// The member's output, or its error message.
+    pub bytes: Bytes,
+}
+
+/// Builds a joined container from the parts, in order.
+///
+/// # Errors
+/// [`ProtocolError::TooLarge`] for more than `u16::MAX` parts or a part over `u32::MAX`
+/// bytes.
+pub fn encode_joined(parts: &[JoinedPart]) -> Result<Bytes, ProtocolError> {
+    let count = u16::try_from(parts.len()).map_err(|_| ProtocolError::TooLarge("joined parts"))?;
+    let total: usize = parts.iter().map(|part| PART_HEADER_LEN + part.bytes.len()).sum();
+    let mut joined = BytesMut::with_capacity(2 + total);
+    joined.put_u16_le(count);
+    for part in parts {
+        let len =
+            u32::try_from(part.bytes.len()).map_err(|_| ProtocolError::TooLarge("joined part"))?;
+        joined.put_u16_le(part.status);
+        joined.put_u16_le(part.flags);
+        joined.put_u32_le(len);
+        joined.put_slice(&part.bytes);
+    }
+    Ok(joined.freeze())
+}
+
+/// Reads a joined container; the parts' bytes are slices of `joined`, not copies.
+///
+/// # Errors
+/// [`ProtocolError::Malformed`] when the lengths do not add up.
+pub fn decode_joined(joined: &Bytes) -> Result<Vec<JoinedPart>, ProtocolError> {
+    let mut body = joined.clone();
+    if body.len() < 2 {
+        return Err(ProtocolError::Malformed("joined container shorter than its count"));
+    }
+    let count = usize::from(body.get_u16_le());
+    let mut parts = Vec::with_capacity(count);
+    for _ in 0..count {
+        if body.len() < PART_HEADER_LEN {
+            return Err(ProtocolError::Malformed("joined part header cut short"));
+        }
+        let status = body.get_u16_le();
+        let flags = body.get_u16_le();
+        let len = body.get_u32_le() as usize;
+        if body.len() < len {
+            return Err(ProtocolError::Malformed("joined part cut short"));
+        }
+        parts.push(JoinedPart { status, flags, bytes: body.split_to(len) });
+    }
+    if !body.is_empty() {
+        return Err(ProtocolError::Malformed("bytes left after the last joined part"));
+    }
+    Ok(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +441,32 @@ mod tests {
         let mut body = vec![3u8, 0, 1, 0];
         body.extend_from_slice(&[1, 0, 0, 0, 0, 0, 200, 0, 10, 0, 0, 0, 1, 2]);
         assert!(matches!(decode_body(body.into()), Err(ProtocolError::Malformed(_))));
+    }
+
+    #[test]
+    fn joined_containers_round_trip_in_their_layout() {
+        let parts = vec![
+            JoinedPart { status: 200, flags: 0, bytes: Bytes::from_static(b"ab") },
+            JoinedPart { status: 422, flags: 0, bytes: Bytes::from_static(b"bad") },
+            JoinedPart { status: 200, flags: FLAG_REFERENCE, bytes: Bytes::new() },
+        ];
+        let joined = encode_joined(&parts).unwrap();
+        let mut expected = vec![3, 0];
+        expected.extend_from_slice(&[200, 0, 0, 0, 2, 0, 0, 0, b'a', b'b']);
+        expected.extend_from_slice(&[0xa6, 1, 0, 0, 3, 0, 0, 0, b'b', b'a', b'd']);
+        expected.extend_from_slice(&[200, 0, 0, 0x80, 0, 0, 0, 0]);
+        assert_eq!(joined.as_ref(), expected.as_slice());
+        assert_eq!(decode_joined(&joined).unwrap(), parts);
+        assert_eq!(decode_joined(&encode_joined(&[]).unwrap()).unwrap(), vec![]);
+        for bad in [
+            &b"\x01"[..],
+            b"\x01\x00\xc8\x00",
+            b"\x01\x00\xc8\x00\x00\x00\x05\x00\x00\x00ab",
+            b"\x00\x00x",
+        ] {
+            let bad = Bytes::copy_from_slice(bad);
+            assert!(matches!(decode_joined(&bad), Err(ProtocolError::Malformed(_))), "{bad:?}");
+        }
     }
 
     #[tokio::test]

@@ -16,8 +16,14 @@
 //! deleted by their consumer, so the engine deletes only the keys of tasks that ended before
 //! their consumer ran. An arena object is *adopted* when its producer hands it over, so the
 //! producer's death no longer reclaims it.
+//!
+//! One output may have several readers: an ensemble hands its input to every member, and a
+//! switch hands its input to the chooser and then to the branch. The engine holds such
+//! objects in one [`Lease`] shared by every reader (a reference count), and frees them when
+//! the last reader lets go.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
@@ -208,6 +214,51 @@ impl Stores {
                 }
             }
         }
+    }
+}
+
+/// Store objects held for one or more tasks, released when the last holder drops its `Arc`.
+///
+/// `Drop` is the only release path, so every way a holder ends (answered, removed, deferred
+/// to a link and released there, the table dropped at stop) lets go of them exactly once.
+pub struct Lease {
+    objects: Vec<StoreObject>,
+    stores: Arc<Stores>,
+    /// Set once a reader ran: it deleted its Redis keys itself, so the release must not.
+    consumed: AtomicBool,
+}
+
+impl Lease {
+    /// A lease on `objects` (adopted already), released into `stores`; `None` when there
+    /// are no objects to hold.
+    pub fn new(stores: &Arc<Stores>, objects: Vec<StoreObject>) -> Option<Arc<Self>> {
+        if objects.is_empty() {
+            return None;
+        }
+        Some(Arc::new(Self { objects, stores: stores.clone(), consumed: AtomicBool::new(false) }))
+    }
+
+    /// Notes that a reader of these objects has run (see [`Stores::release`]'s `consumed`).
+    pub fn mark_consumed(&self) {
+        self.consumed.store(true, Ordering::Release);
+    }
+
+    /// The objects held.
+    pub fn objects(&self) -> &[StoreObject] {
+        &self.objects
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").field("objects", &self.objects).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let objects = std::mem::take(&mut self.objects);
+        self.stores.release(objects, self.consumed.load(Ordering::Acquire));
     }
 }
 

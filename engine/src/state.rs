@@ -1,19 +1,22 @@
 //! The state every part of a running engine shares: config, task table, queues, metrics,
 //! readiness and the shutdown signal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{watch, Semaphore};
+use tracing::warn;
 
-use crate::batcher::StageQueue;
-use crate::config::{Config, RouteConfig, StageConfig};
+use crate::batcher::{Queued, StageQueue};
+use crate::config::{Config, StageConfig};
+use crate::flow::Flow;
 use crate::http::documents::Documents;
 use crate::metrics::Metrics;
 use crate::refs::Stores;
-use crate::tasks::{Pipeline, TaskTable};
+use crate::tasks::{Advance, Dispatch, Outcome, TaskTable};
 
 /// A stage as the running engine sees it.
 pub struct Stage {
@@ -29,8 +32,8 @@ pub struct Stage {
 
 /// A route as the running engine sees it.
 pub struct Route {
-    /// The stages its tasks pass through.
-    pub pipeline: Pipeline,
+    /// The flow its tasks run (a pipeline of stages for a linear route).
+    pub flow: Flow,
     /// Content type of a successful response.
     pub mime: String,
     /// Whether the egress worker streams server-sent events.
@@ -81,10 +84,10 @@ impl Shared {
         let routes = config
             .routes
             .iter()
-            .map(|RouteConfig { path, stages, mime, stream }| {
-                let route =
-                    Route { pipeline: stages.clone().into(), mime: mime.clone(), stream: *stream };
-                (path.clone(), route)
+            .map(|route| {
+                let flow = Flow::compile(&route.steps());
+                let running = Route { flow, mime: route.mime.clone(), stream: route.stream };
+                (route.path.clone(), running)
             })
             .collect();
         Self {
@@ -124,6 +127,25 @@ impl Shared {
     /// Whether shutdown has started.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Queues each item at its stage, for the request `request_id` (a client request and its
+    /// member tasks share their request's id).
+    pub fn queue(&self, dispatches: Vec<Dispatch>, request_id: &Bytes) {
+        let mut pending = VecDeque::from(dispatches);
+        while let Some(Dispatch { task_id, hop, payload }) = pending.pop_front() {
+            if let Some(stage) = self.stages.get(hop.stage) {
+                let request_id = request_id.clone();
+                stage.queue.push(Queued { task_id, flags: hop.flags, payload, request_id });
+                continue;
+            }
+            // Flows are validated against the stages: a bug, not the request's fault.
+            warn!(stage = hop.stage, "a flow names a stage that does not exist");
+            let outcome = Outcome::error(500, "inference internal error: no such stage");
+            if let Advance::Next(more) = self.tasks.fail(task_id, outcome) {
+                pending.extend(more);
+            }
+        }
     }
 
     /// Connected workers per stage.

@@ -1,29 +1,57 @@
-//! The task table: every request in flight, where it is in its pipeline, and how to answer it.
+//! The task table: every request in flight, where it is in its route's flow, and how to
+//! answer it.
 //!
-//! A task is created by the HTTP side, moves from stage to stage as worker results arrive, and
-//! ends exactly once: with its last stage's output, with an error from any stage, or with an
-//! engine-made error (timeout, worker died, draining). Whoever ends it takes its reply channel,
-//! so a late result for an ended task finds nothing and is dropped.
+//! A task is created by a client request (HTTP or an in-process call), moves from step to
+//! step of its flow as worker results arrive (`crate::flow`), and ends exactly once: with its
+//! flow's output, with an error from any stage, or with an engine-made error (timeout, worker
+//! died, draining). Whoever ends it takes its reply, so a late result for an ended task finds
+//! nothing and is dropped.
+//!
+//! # Flows
+//! A stage step queues the task at its stage. A switch queues it at the chooser; the
+//! chooser's answer (a little-endian `u32`) picks the branch, which then runs on the switch's
+//! own input. An ensemble runs each member flow as a **child task**: an entry of its own, with
+//! its own id on the worker link, no capacity permit and no deadline of its own; it ends by
+//! delivering its outcome to its slot in the parent's join instead of to a client. When every
+//! slot is filled, the parent goes on with the JOINED container (`crate::protocol`); with
+//! `fail_fast`, the first member error ends the parent at once and its other members are
+//! removed like abandoned tasks. Removing a task removes its children, so a client request
+//! that times out or whose client leaves never leaves a child behind; a child failed by its
+//! worker's death is a member error like any other.
 //!
 //! # When a task's store objects are released
-//! A task holds the objects of its latest output, which are the input of the stage it is in.
-//! The worker of that stage reads them in place, without pins (`shm` has none), so they must
-//! not be freed while it may still read: from the moment a link puts the task in a BATCH
-//! ([`TaskTable::hold`]) until that link's worker answers the batch ([`TaskTable::advance`]
-//! for each of its tasks, then [`TaskTable::batch_answered`]) or the link ends
-//! ([`TaskTable::link_ended`]). A task removed in that window (timeout, client gone, drain)
-//! leaves the table at once, but its objects go to the link's [`Holder`] and are released only
-//! at that answer or end. A task removed while no worker holds it releases them at once.
+//! A task holds the objects of its current input (the output of the step before), in
+//! [`Lease`]s shared with every other task reading the same objects: the members of one
+//! ensemble share its input, and the objects are freed when the last of them lets go. The
+//! worker of a stage reads them in place, without pins (`shm` has none), so a task's share
+//! must not be dropped while that worker may still read: from the moment a link puts the task
+//! in a BATCH ([`TaskTable::hold`]) until that link's worker answers the batch
+//! ([`TaskTable::answer`] for each of its tasks, then [`TaskTable::batch_answered`]) or the
+//! link ends ([`TaskTable::link_ended`]). A task removed in that window (timeout, client gone,
+//! drain, a fail-fast sibling) leaves the table at once, but its leases go to the link's
+//! [`Holder`] and are dropped only at that answer or end. A task removed while no worker
+//! holds it drops them at once. A switch's input stays held through the chooser until the
+//! branch's first stage has answered; the members' outputs, joined, are held by the parent
+//! until the step that reads the joined container has answered.
+
+mod holder;
+#[cfg(test)]
+mod tests;
+mod walk;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::protocol::{FLAG_EGRESS, FLAG_INGRESS};
-use crate::refs::{StoreObject, Stores};
+pub use holder::Holder;
+use walk::{Effects, Entry, Payload, Reply, Walk};
+
+use crate::flow::{Cursor, Flow};
+use crate::protocol::FLAG_REFERENCE;
+use crate::refs::{Lease, StoreObject, Stores};
 
 /// A task's identity on the worker link.
 pub type TaskId = u32;
@@ -31,7 +59,7 @@ pub type TaskId = u32;
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    /// HTTP status: 200 with the pipeline's output, or an error status.
+    /// HTTP status: 200 with the flow's output, or an error status.
     pub status: u16,
     /// The response body: output bytes, or the error message.
     pub body: Bytes,
@@ -44,7 +72,7 @@ impl Outcome {
     }
 }
 
-/// A pipeline: the stages a route's tasks pass through, in order.
+/// A pipeline: the stages of a linear route, in order.
 pub type Pipeline = Arc<[usize]>;
 
 /// Where to send a task next.
@@ -52,71 +80,52 @@ pub type Pipeline = Arc<[usize]>;
 pub struct Hop {
     /// Index of the stage that must run next.
     pub stage: usize,
-    /// `FLAG_INGRESS` / `FLAG_EGRESS` for that stage within this task's route.
+    /// The item's flags at that stage: `FLAG_INGRESS` / `FLAG_EGRESS` for where it is in the
+    /// route, `FLAG_REFERENCE` / `FLAG_JOINED` for what its payload is.
     pub flags: u16,
 }
 
-/// A worker link as the task table sees it: where to report abandoned tasks, and the store
-/// objects of abandoned tasks that the link's worker may still be reading.
-pub struct Holder {
-    /// Told the id of a held task whose client left or whose deadline passed.
-    cancel: mpsc::UnboundedSender<TaskId>,
-    /// Objects of tasks removed while in the link's batch in hand, released when the worker
-    /// answers that batch; `None` once the link has ended (nobody reads them any more).
-    deferred: Mutex<Option<Vec<StoreObject>>>,
+/// An item to queue: a task, the stage it goes to, and its payload there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The task (a client request or one of its ensemble members).
+    pub task_id: TaskId,
+    /// The stage and the item's flags.
+    pub hop: Hop,
+    /// The stage's input.
+    pub payload: Bytes,
 }
 
-impl Holder {
-    /// A holder reporting abandoned tasks to `cancel`.
-    pub fn new(cancel: mpsc::UnboundedSender<TaskId>) -> Arc<Self> {
-        Arc::new(Self { cancel, deferred: Mutex::new(Some(Vec::new())) })
-    }
-
-    fn deferred(&self) -> MutexGuard<'_, Option<Vec<StoreObject>>> {
-        // Every update is one push or take: a poisoned list is still consistent.
-        self.deferred.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Keeps `objects` until the batch in hand is answered; gives them back when the link has
-    /// ended already, so the caller releases them now.
-    fn defer(&self, objects: Vec<StoreObject>) -> Option<Vec<StoreObject>> {
-        match self.deferred().as_mut() {
-            Some(deferred) => {
-                deferred.extend(objects);
-                None
-            }
-            None => Some(objects),
-        }
-    }
+/// A worker's result for one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// 200, or the error status.
+    pub status: u16,
+    /// `FLAG_REFERENCE` when the payload is a store reference.
+    pub flags: u16,
+    /// The output, or the error message.
+    pub payload: Bytes,
+    /// The store objects the payload references, adopted already.
+    pub objects: Vec<StoreObject>,
 }
 
-/// The table's view of one task.
-struct Entry {
-    /// The stages of the task's route.
-    pipeline: Pipeline,
-    /// Index into `pipeline` of the stage now holding the task.
-    position: usize,
-    /// Taken by whoever ends the task.
-    reply: Option<oneshot::Sender<Outcome>>,
-    /// The link whose worker has the task in its batch in hand (set by `hold`, cleared by the
-    /// worker's result): told when the task is abandoned so the worker can stop streaming for
-    /// it, and given the task's objects if it is removed meanwhile.
-    holder: Option<Arc<Holder>>,
-    /// Where a streaming route's events go (None for plain routes).
-    events: Option<mpsc::UnboundedSender<Outcome>>,
-    /// Store objects of the task's latest output (the input of the stage it is in), released
-    /// when that stage's worker has answered for it, or when the task leaves the table (then
-    /// through `holder` while a worker may still read them; see the module docs).
-    held: Vec<StoreObject>,
-}
-
-/// What a stage's result means for its task.
+/// What a result (or a failure) means for the tasks of its request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Advance {
-    /// Run this stage next.
-    Next(Hop),
-    /// The task ended (answered now, or it had already ended).
+    /// Queue these items (the task's next stage; an ensemble's members; a parent going on).
+    Next(Vec<Dispatch>),
+    /// Nothing to queue: the task ended, waits for other members, or had ended already.
     Done,
+}
+
+impl Advance {
+    fn from_dispatches(dispatches: Vec<Dispatch>) -> Self {
+        if dispatches.is_empty() {
+            Self::Done
+        } else {
+            Self::Next(dispatches)
+        }
+    }
 }
 
 /// Every task in flight. Cheap to share: clone the `Arc`.
@@ -124,7 +133,7 @@ pub struct TaskTable {
     entries: Mutex<HashMap<TaskId, Entry>>,
     /// Next id to try; ids wrap and skip ones still in use.
     next_id: AtomicU32,
-    /// Number of tasks in the table, watched by the drain.
+    /// Number of tasks in the table (children included), watched by the drain.
     count: watch::Sender<usize>,
     /// Where held objects go when released.
     stores: Arc<Stores>,
@@ -134,17 +143,6 @@ impl Default for TaskTable {
     fn default() -> Self {
         Self::new(Arc::default())
     }
-}
-
-fn hop(pipeline: &Pipeline, position: usize) -> Hop {
-    let mut flags = 0;
-    if position == 0 {
-        flags |= FLAG_INGRESS;
-    }
-    if position + 1 == pipeline.len() {
-        flags |= FLAG_EGRESS;
-    }
-    Hop { stage: pipeline[position], flags }
 }
 
 impl TaskTable {
@@ -164,86 +162,94 @@ impl TaskTable {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<TaskId, Entry>> {
-        // A panic while holding this lock cannot leave the map half-updated (every update is a
-        // single insert/remove/field write), so a poisoned lock is still safe to use.
+        // A panic under this lock (a bug) can at worst leave one request's tasks stuck until
+        // its guard removes them; refusing every later request would be worse, so a poisoned
+        // lock is used as it is.
         self.entries.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Adds a task at the start of `pipeline` (which must not be empty); `events` receives its
-    /// stream events when its route streams.
+    /// Runs `change` on the locked table, then what it rippled into; afterwards, unlocked,
+    /// reports abandoned tasks to their links and drops released leases. Returns the items
+    /// to queue.
+    fn walk<R>(&self, change: impl FnOnce(&mut Walk<'_>) -> R) -> (R, Vec<Dispatch>) {
+        let mut entries = self.lock();
+        let mut walk = Walk::new(&mut entries, &self.next_id);
+        let result = change(&mut walk);
+        let Effects { dispatches, released, cancels } = walk.finish();
+        let len = entries.len();
+        self.count.send_if_modified(|count| std::mem::replace(count, len) != len);
+        drop(entries);
+        for (holder, id) in cancels {
+            // The link may be gone already; then there is no one left to tell.
+            let _ = holder.cancel.send(id);
+        }
+        drop(released);
+        (result, dispatches)
+    }
+
+    /// Adds a client task running `flow` on `payload` (the request body); `events` receives
+    /// its stream events when its route streams.
     ///
-    /// Returns its id, its first hop and the receiver of its outcome.
+    /// Returns its id, the items to queue (one for a flow that starts with a stage; one per
+    /// member for one that starts with an ensemble) and the receiver of its outcome.
+    pub fn submit(
+        &self,
+        flow: &Flow,
+        payload: Bytes,
+        events: Option<mpsc::UnboundedSender<Outcome>>,
+    ) -> (TaskId, Vec<Dispatch>, oneshot::Receiver<Outcome>) {
+        let (reply, receiver) = oneshot::channel();
+        let entry = Entry::new(
+            Cursor::new(flow.clone()),
+            Payload::original(payload),
+            Reply::Client(reply),
+            events,
+        );
+        let (id, dispatches) = self.walk(|walk| {
+            let id = walk.insert(entry);
+            walk.proceed(id);
+            id
+        });
+        (id, dispatches, receiver)
+    }
+
+    /// Adds a task at the start of a linear `pipeline` (which must not be empty) whose input
+    /// the caller queues itself at the returned hop: the pipeline form of [`Self::submit`].
     pub fn create(
         &self,
         pipeline: Pipeline,
         events: Option<mpsc::UnboundedSender<Outcome>>,
     ) -> (TaskId, Hop, oneshot::Receiver<Outcome>) {
-        let (reply, receiver) = oneshot::channel();
-        let first = hop(&pipeline, 0);
-        let mut entries = self.lock();
-        let id = loop {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            if !entries.contains_key(&id) {
-                break id;
-            }
-        };
-        entries.insert(
-            id,
-            Entry {
-                pipeline,
-                position: 0,
-                reply: Some(reply),
-                holder: None,
-                events,
-                held: Vec::new(),
-            },
-        );
-        self.count.send_replace(entries.len());
+        let (id, dispatches, receiver) =
+            self.submit(&Flow::linear(&pipeline), Bytes::new(), events);
+        // A linear flow starts with exactly one stage; an empty one has ended already.
+        let first = dispatches.first().map_or(Hop { stage: 0, flags: 0 }, |dispatch| dispatch.hop);
         (id, first, receiver)
     }
 
-    /// Removes a task, whether or not it has ended; called once its HTTP side is done with it.
-    /// A task abandoned while a worker holds it is reported to that worker's link. The store
-    /// objects it still holds are released now when no worker holds the task; otherwise that
-    /// worker may be reading them, and they are released when it answers its batch or its link
-    /// ends.
+    /// Removes a task, whether or not it has ended, and every member task below it; called
+    /// once its client side is done with it. A task abandoned while a worker holds it is
+    /// reported to that worker's link. The leases it still holds are dropped now when no worker
+    /// holds the task; otherwise that worker may be reading them, and they are dropped when it
+    /// answers its batch or its link ends.
     pub fn remove(&self, id: TaskId) {
-        let mut entries = self.lock();
-        let Some(entry) = entries.remove(&id) else {
-            return;
-        };
-        self.count.send_replace(entries.len());
-        let now = match &entry.holder {
-            // Deferred while the table is still locked: the holder's `advance` for this task
-            // cannot run in between, so `batch_answered` after it always finds the objects.
-            Some(holder) => holder.defer(entry.held),
-            None => Some(entry.held),
-        };
-        drop(entries);
-        if let (Some(_), Some(holder)) = (entry.reply, entry.holder) {
-            // The link may be gone already; then there is no one left to tell.
-            let _ = holder.cancel.send(id);
-        }
-        if let Some(objects) = now {
-            self.stores.release(objects, false);
-        }
+        self.walk(|walk| walk.discard(id));
     }
 
-    /// Releases the objects of tasks removed while in `holder`'s batch in hand: its worker has
-    /// answered that batch (call after `advance` for each of the batch's results), so nobody
-    /// reads them any more.
+    /// Drops the leases of tasks removed while in `holder`'s batch in hand: its worker has
+    /// answered that batch (call after `answer` for each of the batch's results), so it reads
+    /// them no more.
     pub fn batch_answered(&self, holder: &Holder) {
-        let deferred = holder.deferred().as_mut().map(std::mem::take).unwrap_or_default();
-        // Like `advance`'s consumed input: the worker ran, and deleted its Redis keys itself.
-        self.stores.release(deferred, true);
+        let deferred = holder.answered();
+        // Like an answered stage's input: the worker ran, and deleted its Redis keys itself.
+        deferred.iter().for_each(|lease| lease.mark_consumed());
     }
 
     /// The link of `holder` has ended (its worker exited, broke the protocol, or the engine is
-    /// stopping): releases what it deferred, and from now on its tasks release at once.
+    /// stopping): drops what it deferred (the worker may have died before reading its Redis
+    /// keys: they are deleted), and from now on its tasks release at once.
     pub fn link_ended(&self, holder: &Holder) {
-        let deferred = holder.deferred().take().unwrap_or_default();
-        // The worker may have died before reading its Redis keys: delete them.
-        self.stores.release(deferred, false);
+        drop(holder.end());
     }
 
     /// Whether the task is still waiting for an answer.
@@ -252,9 +258,9 @@ impl TaskTable {
     }
 
     /// Records that a worker link is about to hand the task to its worker; false when the task
-    /// is no longer pending (its client left or it timed out while queued), so the link skips
-    /// it. From now until the worker's result (or the link's end) the task's objects outlive a
-    /// removal.
+    /// is no longer pending (its client left, it timed out while queued, its ensemble was
+    /// cancelled), so the link skips it. From now until the worker's result (or the link's
+    /// end) the task's objects outlive a removal.
     pub fn hold(&self, id: TaskId, link: &Arc<Holder>) -> bool {
         match self.lock().get_mut(&id) {
             Some(entry) if entry.reply.is_some() => {
@@ -273,11 +279,7 @@ impl TaskTable {
         }
     }
 
-    /// Applies a stage's result: success moves the task on, anything else ends it.
-    ///
-    /// `output` lists the store objects the result references (already adopted); the task
-    /// holds them from now on, and the objects of its previous output, consumed by this
-    /// stage, are released.
+    /// [`Self::answer`] for a result that is a store reference exactly when it names objects.
     pub fn advance(
         &self,
         id: TaskId,
@@ -285,61 +287,64 @@ impl TaskTable {
         payload: Bytes,
         output: Vec<StoreObject>,
     ) -> Advance {
-        let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&id) else {
-            drop(entries);
-            self.stores.release(output, false);
-            return Advance::Done;
-        };
-        // The worker has answered: even for an ended task, nobody reads its input any more, so
-        // its removal may release it at once.
-        entry.holder = None;
-        if entry.reply.is_none() {
-            drop(entries);
-            self.stores.release(output, false);
-            return Advance::Done;
-        }
-        let consumed = std::mem::take(&mut entry.held);
-        let advance = if status == 200 && entry.position + 1 < entry.pipeline.len() {
-            entry.position += 1;
-            entry.held = output;
-            Advance::Next(hop(&entry.pipeline, entry.position))
-        } else {
-            if let Some(reply) = entry.reply.take() {
-                // The receiver may be gone (client left); nothing else to do then.
-                let _ = reply.send(Outcome { status, body: payload });
+        let flags = if output.is_empty() { 0 } else { FLAG_REFERENCE };
+        self.answer(id, Answer { status, flags, payload, objects: output })
+    }
+
+    /// Applies a worker's result for the task's current step: success moves the task on (to
+    /// its next stage, the chosen branch, or its end, which may move its parent on), anything
+    /// else ends it. The worker's hold on the task ends here.
+    ///
+    /// The result's objects are held from now on (as the next step's input); the task's share
+    /// of the input this stage read is dropped, except a switch's input, which the chosen
+    /// branch reads next.
+    pub fn answer(&self, id: TaskId, answer: Answer) -> Advance {
+        let Answer { status, flags, payload, objects } = answer;
+        let leases = Lease::new(&self.stores, objects).into_iter().collect();
+        let carried = if status == 200 { flags & FLAG_REFERENCE } else { 0 };
+        let output = Payload { bytes: payload, flags: carried, original: false, leases };
+        let ((), dispatches) = self.walk(|walk| {
+            if let Some(entry) = walk.entries().get_mut(&id) {
+                // The worker has answered: even for an ended task, nobody reads its input
+                // any more, so its removal may release it at once.
+                entry.holder = None;
             }
-            // An answered task needs no store objects (an egress stage answers with bytes).
-            drop(entries);
-            self.stores.release(output, false);
-            self.stores.release(consumed, true);
-            return Advance::Done;
-        };
-        drop(entries);
-        self.stores.release(consumed, true);
-        advance
+            walk.answered(id, status, output);
+        });
+        Advance::from_dispatches(dispatches)
     }
 
-    /// Ends one task with an engine-made outcome, if it has not ended yet.
-    pub fn fail(&self, id: TaskId, outcome: Outcome) {
-        if let Some(reply) = self.lock().get_mut(&id).and_then(|entry| entry.reply.take()) {
-            let _ = reply.send(outcome);
-        }
+    /// Ends one task with an engine-made outcome, if it has not ended yet. A member task's
+    /// outcome goes to its parent's join, which may move the parent on: queue what this
+    /// returns.
+    pub fn fail(&self, id: TaskId, outcome: Outcome) -> Advance {
+        let ((), dispatches) = self.walk(|walk| {
+            if walk.entries().get(&id).is_some_and(|entry| entry.reply.is_some()) {
+                walk.end(id, outcome.status, Payload::message(outcome.body));
+            }
+        });
+        Advance::from_dispatches(dispatches)
     }
 
-    /// Ends every pending task with the same outcome; returns how many were ended.
+    /// Ends every pending client task with the same outcome (their member tasks are removed);
+    /// returns how many were ended.
     pub fn fail_all(&self, outcome: &Outcome) -> usize {
-        let mut ended = 0;
-        for entry in self.lock().values_mut() {
-            if let Some(reply) = entry.reply.take() {
-                let _ = reply.send(outcome.clone());
-                ended += 1;
+        let (ended, _) = self.walk(|walk| {
+            let clients: Vec<TaskId> = walk
+                .entries()
+                .iter()
+                .filter(|(_, entry)| matches!(entry.reply, Some(Reply::Client(_))))
+                .map(|(&id, _)| id)
+                .collect();
+            for &id in &clients {
+                walk.end(id, outcome.status, Payload::message(outcome.body.clone()));
             }
-        }
+            clients.len()
+        });
         ended
     }
 
-    /// Number of tasks in the table.
+    /// Number of tasks in the table, member tasks included.
     pub fn len(&self) -> usize {
         *self.count.borrow()
     }
@@ -355,7 +360,7 @@ impl TaskTable {
     }
 }
 
-/// Removes its task from the table when dropped: the HTTP handler holds one, so a client that
+/// Removes its task from the table when dropped: the client side holds one, so a client that
 /// disconnects (its handler future dropped) or a timeout never leaves an entry behind.
 pub struct TaskGuard {
     table: Arc<TaskTable>,
@@ -373,121 +378,5 @@ impl TaskGuard {
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         self.table.remove(self.id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pipeline(stages: &[usize]) -> Pipeline {
-        stages.to_vec().into()
-    }
-
-    #[test]
-    fn a_task_walks_its_pipeline_then_ends() {
-        let table = TaskTable::default();
-        let (id, first, mut rx) = table.create(pipeline(&[4, 5, 6]), None);
-        assert_eq!(first, Hop { stage: 4, flags: FLAG_INGRESS });
-        assert_eq!(
-            table.advance(id, 200, Bytes::new(), vec![]),
-            Advance::Next(Hop { stage: 5, flags: 0 })
-        );
-        assert_eq!(
-            table.advance(id, 200, Bytes::new(), vec![]),
-            Advance::Next(Hop { stage: 6, flags: FLAG_EGRESS })
-        );
-        assert_eq!(table.advance(id, 200, Bytes::from_static(b"out"), vec![]), Advance::Done);
-        assert_eq!(
-            rx.try_recv().unwrap(),
-            Outcome { status: 200, body: Bytes::from_static(b"out") }
-        );
-        assert!(!table.is_pending(id));
-        table.remove(id);
-        assert!(table.is_empty());
-    }
-
-    #[test]
-    fn a_single_stage_is_both_ingress_and_egress() {
-        let table = TaskTable::default();
-        let (_, first, _) = table.create(pipeline(&[0]), None);
-        assert_eq!(first.flags, FLAG_INGRESS | FLAG_EGRESS);
-    }
-
-    #[test]
-    fn an_error_skips_the_remaining_stages() {
-        let table = TaskTable::default();
-        let (id, _, mut rx) = table.create(pipeline(&[0, 1, 2]), None);
-        assert_eq!(table.advance(id, 422, Bytes::from_static(b"bad"), vec![]), Advance::Done);
-        assert_eq!(rx.try_recv().unwrap().status, 422);
-        // A late result for the ended task changes nothing.
-        assert_eq!(table.advance(id, 200, Bytes::new(), vec![]), Advance::Done);
-    }
-
-    #[test]
-    fn ids_are_unique_and_guards_clean_up() {
-        let table = Arc::new(TaskTable::default());
-        let mut ids = std::collections::HashSet::new();
-        let guards: Vec<_> = (0..100)
-            .map(|_| {
-                let (id, _, _) = table.create(pipeline(&[0]), None);
-                assert!(ids.insert(id));
-                TaskGuard::new(table.clone(), id)
-            })
-            .collect();
-        assert_eq!(table.len(), 100);
-        drop(guards);
-        assert!(table.is_empty());
-    }
-
-    #[test]
-    fn wrapped_ids_skip_those_in_use() {
-        let table = TaskTable::default();
-        table.next_id.store(u32::MAX, Ordering::Relaxed);
-        let (a, _, _) = table.create(pipeline(&[0]), None);
-        table.next_id.store(u32::MAX, Ordering::Relaxed);
-        let (b, _, _) = table.create(pipeline(&[0]), None);
-        assert_eq!(a, u32::MAX);
-        assert_ne!(a, b);
-    }
-
-    #[test]
-    fn abandoning_a_held_task_tells_its_link() {
-        let table = TaskTable::default();
-        let (cancel, mut cancelled) = mpsc::unbounded_channel();
-        let link = Holder::new(cancel);
-        let (held, _, _held_rx) = table.create(pipeline(&[0]), None);
-        let (answered, _, _answered_rx) = table.create(pipeline(&[0]), None);
-        assert!(table.hold(held, &link));
-        assert!(table.hold(answered, &link));
-        assert_eq!(table.advance(answered, 200, Bytes::new(), vec![]), Advance::Done);
-        table.remove(answered);
-        table.remove(held);
-        assert_eq!(cancelled.try_recv().unwrap(), held);
-        assert!(cancelled.try_recv().is_err(), "an answered task is not cancelled");
-        assert!(!table.hold(held, &link), "a removed task cannot be held");
-    }
-
-    #[test]
-    fn stream_events_reach_streaming_tasks_only() {
-        let table = TaskTable::default();
-        let (events, mut received) = mpsc::unbounded_channel();
-        let (streaming, _, _rx1) = table.create(pipeline(&[0]), Some(events));
-        let (plain, _, _rx2) = table.create(pipeline(&[0]), None);
-        table.stream_event(streaming, 200, Bytes::from_static(b"tok"));
-        table.stream_event(plain, 200, Bytes::from_static(b"lost"));
-        assert_eq!(received.try_recv().unwrap().body, Bytes::from_static(b"tok"));
-        assert!(received.try_recv().is_err());
-    }
-
-    #[test]
-    fn fail_all_answers_every_pending_task_once() {
-        let table = TaskTable::default();
-        let mut receivers: Vec<_> = (0..3).map(|_| table.create(pipeline(&[0]), None).2).collect();
-        assert_eq!(table.fail_all(&Outcome::error(503, "draining")), 3);
-        assert_eq!(table.fail_all(&Outcome::error(503, "draining")), 0);
-        for rx in &mut receivers {
-            assert_eq!(rx.try_recv().unwrap().status, 503);
-        }
     }
 }

@@ -49,6 +49,7 @@ fn start(name: &str, timeout_ms: u64, max_request_size: usize) -> (Engine, u16, 
             stages: vec![0],
             mime: "application/json".into(),
             stream: false,
+            flow: Vec::new(),
         }],
         ..Config::default()
     };
@@ -203,6 +204,7 @@ fn a_taken_port_is_a_clear_error() {
         stages: vec![0],
         mime: "x".into(),
         stream: false,
+        flow: Vec::new(),
     });
     let err = Engine::new(config).unwrap().start().unwrap_err().to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("another server"), "{err}");

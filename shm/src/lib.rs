@@ -41,8 +41,8 @@
 //! - **One file, made once.** `/dev/shm/mosec-arena-<server pid>-<arena id>`, created with
 //!   `O_CREAT | O_EXCL` and mode 0600, its memory reserved with `posix_fallocate` (a too-small
 //!   /dev/shm fails at start with a clear message instead of `SIGBUS` mid-request) and mapped
-//!   `MAP_SHARED | MAP_POPULATE` in every process, so requests pay no page faults. No file,
-//!   `mmap` or `unlink` per object.
+//!   `MAP_SHARED` in every process (no populate pass: the pages are resident already, and the
+//!   engine touches only the header; see `mapping.rs`). No file, `mmap` or `unlink` per object.
 //! - **Allocator state lives in the mapping** (the header), so every process allocates and
 //!   frees without asking the engine, under one robust process-shared pthread mutex (why not a
 //!   spinlock: see `lock.rs`). A process killed while holding it is detected by the kernel

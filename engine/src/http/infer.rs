@@ -1,4 +1,5 @@
-//! Running one request through its route's pipeline, plain or streaming.
+//! Running one HTTP request through its route's flow, plain or streaming; admission and the
+//! task itself are shared with in-process calls (`crate::request`).
 
 use std::time::{Duration, Instant};
 
@@ -9,16 +10,16 @@ use http::header::{
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tracing::{debug, warn};
 
 use super::compression::{self, DecodeError};
-use super::response::{status_from_worker, text, with_body, Body, SHUTTING_DOWN};
+use super::response::{status_from_worker, text, with_body, Body};
 use super::sse::{data_event, error_event, EventStream, EVENT_STREAM};
-use crate::batcher::Queued;
 use crate::metrics::StageLabels;
+use crate::request::{self, Refusal};
 use crate::state::{Route, Shared};
-use crate::tasks::{Outcome, TaskGuard};
+use crate::tasks::Outcome;
 
 /// Runs one request through `route`; every failure becomes a status code.
 pub async fn infer(
@@ -35,7 +36,8 @@ pub async fn infer(
             stream(body, permit, route, shared, &request_id).await
         }
         Ok((body, _permit)) => {
-            let outcome = run(body, route, shared, &request_id).await;
+            let deadline = request::deadline(shared);
+            let outcome = request::run(body, route, shared, &request_id, deadline).await;
             respond(outcome, route, accept)
         }
     };
@@ -55,21 +57,13 @@ pub async fn infer(
     response
 }
 
-/// Checks draining and capacity, then reads (and decompresses) the body within its limit.
+/// Checks draining and capacity (shared with in-process calls), then reads (and
+/// decompresses) the body within its limit.
 async fn admit(
     request: Request<Incoming>,
     shared: &Shared,
 ) -> Result<(Bytes, OwnedSemaphorePermit), Response<Body>> {
-    if shared.is_draining() {
-        return Err(text(StatusCode::SERVICE_UNAVAILABLE, SHUTTING_DOWN));
-    }
-    let Ok(permit) = shared.capacity.clone().try_acquire_owned() else {
-        let message =
-            format!("too many requests: {} tasks already in flight", shared.config.capacity);
-        let mut response = text(StatusCode::TOO_MANY_REQUESTS, message);
-        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
-        return Err(response);
-    };
+    let permit = request::admit(shared).map_err(refused)?;
     let limit = shared.config.max_request_size;
     let coding = match compression::request_coding(request.headers()) {
         Ok(Some(_)) if !shared.config.compression => {
@@ -114,6 +108,16 @@ async fn admit(
     Ok((body, permit))
 }
 
+/// The response of a refused request; a 429 says when to retry.
+fn refused(refusal: Refusal) -> Response<Body> {
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut response = text(status, refusal.message);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
 /// `request_coding` only reports `Unsupported`, and `decode` never does; answer 400 rather
 /// than panic if that ever changes.
 fn unreachable_decode() -> Response<Body> {
@@ -125,49 +129,7 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn too_large(limit: usize) -> Response<Body> {
-    text(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body too large: the limit is {limit} bytes"),
-    )
-}
-
-fn timeout_outcome(shared: &Shared) -> Outcome {
-    Outcome::error(
-        408,
-        format!("request timeout: no answer within {} ms", shared.config.timeout_ms),
-    )
-}
-
-/// Creates a task for the request and queues it at its route's first stage.
-///
-/// The guard removes the task when dropped: on every exit, also when the client disconnects
-/// and hyper drops the handler (or, for a stream, the response body).
-fn submit(
-    body: Bytes,
-    route: &Route,
-    shared: &Shared,
-    request_id: &Bytes,
-    events: Option<mpsc::UnboundedSender<Outcome>>,
-) -> (TaskGuard, oneshot::Receiver<Outcome>) {
-    let (task_id, hop, outcome) = shared.tasks.create(route.pipeline.clone(), events);
-    let guard = TaskGuard::new(shared.tasks.clone(), task_id);
-    shared.stages[hop.stage].queue.push(Queued {
-        task_id,
-        flags: hop.flags,
-        payload: body,
-        request_id: request_id.clone(),
-    });
-    (guard, outcome)
-}
-
-/// Runs a plain task to its end or its deadline.
-async fn run(body: Bytes, route: &Route, shared: &Shared, request_id: &Bytes) -> Outcome {
-    let (_guard, outcome) = submit(body, route, shared, request_id, None);
-    match tokio::time::timeout(Duration::from_millis(shared.config.timeout_ms), outcome).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(_dropped)) => Outcome::error(500, "inference internal error"),
-        Err(_elapsed) => timeout_outcome(shared),
-    }
+    refused(request::too_large(limit))
 }
 
 /// The response for a finished plain task: the output with the route's type, or the error.
@@ -205,8 +167,9 @@ async fn stream(
     request_id: &Bytes,
 ) -> Response<Body> {
     let (events_sender, mut events) = mpsc::unbounded_channel();
-    let (guard, mut outcome) = submit(body, route, shared, request_id, Some(events_sender));
-    let timeout = Duration::from_millis(shared.config.timeout_ms);
+    let (guard, mut outcome) =
+        request::submit(body, route, shared, request_id, Some(events_sender));
+    let timeout = request::deadline(shared);
     let first = tokio::select! {
         biased;
         Some(event) = events.recv() => data_event(&event.body),
@@ -220,7 +183,7 @@ async fn stream(
             };
         }
         () = tokio::time::sleep(timeout) => {
-            let outcome = timeout_outcome(shared);
+            let outcome = request::timeout_outcome(timeout);
             return single_event(error_event(outcome.status, &outcome.body));
         }
     };

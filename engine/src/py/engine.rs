@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::{Config, Engine};
 
@@ -56,6 +58,23 @@ impl PyEngine {
     /// Answers every task in flight with `status` and `message`; returns how many.
     fn fail_inflight(&self, status: u16, message: &str) -> usize {
         self.inner.fail_inflight(status, message)
+    }
+
+    /// Runs `payload` through the route at `path` in-process, as an HTTP POST would run it;
+    /// `(status, body)` of its outcome. `timeout_ms` is its deadline (0: the server's). The GIL
+    /// is released while waiting, so other Python threads (and other calls) run meanwhile.
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        path: &str,
+        payload: &[u8],
+        timeout_ms: u64,
+    ) -> PyResult<(u16, Bound<'py, PyBytes>)> {
+        // Copied while the GIL still guards the Python bytes.
+        let payload = Bytes::copy_from_slice(payload);
+        let timeout = Duration::from_millis(timeout_ms);
+        let outcome = py.detach(|| self.inner.call(path, payload, timeout))?;
+        Ok((outcome.status, PyBytes::new(py, &outcome.body)))
     }
 
     /// Drains (up to `drain_timeout_ms`) and stops; true when nothing was left unfinished.

@@ -30,7 +30,9 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
 /// The wire formats' numbers, exported so that the Python side reads them from their one
 /// definition (`crate::protocol`, `crate::refs`, `shm::Reference`, `crate::config`).
 fn add_wire_constants(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    use crate::protocol::{FrameKind, FLAG_EGRESS, FLAG_INGRESS, FLAG_REFERENCE, FLAG_REQUEST_ID};
+    use crate::protocol::{
+        FrameKind, FLAG_EGRESS, FLAG_INGRESS, FLAG_JOINED, FLAG_REFERENCE, FLAG_REQUEST_ID,
+    };
     for (name, kind) in [
         ("KIND_HELLO", FrameKind::Hello),
         ("KIND_BATCH", FrameKind::Batch),
@@ -43,6 +45,7 @@ fn add_wire_constants(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("FLAG_INGRESS", FLAG_INGRESS)?;
     module.add("FLAG_EGRESS", FLAG_EGRESS)?;
     module.add("FLAG_REQUEST_ID", FLAG_REQUEST_ID)?;
+    module.add("FLAG_JOINED", FLAG_JOINED)?;
     module.add("FLAG_REFERENCE", FLAG_REFERENCE)?;
     module.add("STORE_ARENA", crate::refs::STORE_ARENA)?;
     module.add("STORE_REDIS", crate::refs::STORE_REDIS)?;

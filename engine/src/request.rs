@@ -1,0 +1,135 @@
+//! One client request, whoever sends it: admission, submission, deadline.
+//!
+//! HTTP (`http/infer.rs`) and in-process calls ([`crate::Engine::call`]) both come through
+//! here, so they are refused for the same reasons with the same words (draining 503, capacity
+//! 429, body size 413) and run the same task life: one capacity permit per request, a
+//! [`TaskGuard`] that removes the task (and its member tasks) on every exit, one deadline.
+//! What is HTTP's own (content encodings, 415/400, event streams, headers) stays there.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tracing::debug;
+
+use crate::http::response::{status_from_worker, SHUTTING_DOWN};
+use crate::metrics::StageLabels;
+use crate::state::{Route, Shared};
+use crate::tasks::{Outcome, TaskGuard};
+
+/// Why a request was not admitted: its status and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// 503, 429, 413 (or HTTP's own 415, 400).
+    pub status: u16,
+    /// The body sent back.
+    pub message: String,
+}
+
+impl From<Refusal> for Outcome {
+    fn from(refusal: Refusal) -> Self {
+        Outcome::error(refusal.status, refusal.message)
+    }
+}
+
+/// Checks draining and capacity; the permit is held until the request is answered, so
+/// `capacity` bounds client requests in flight (an ensemble's member tasks take none).
+///
+/// # Errors
+/// 503 while draining, 429 when `capacity` requests are in flight already.
+pub fn admit(shared: &Shared) -> Result<OwnedSemaphorePermit, Refusal> {
+    if shared.is_draining() {
+        return Err(Refusal { status: 503, message: SHUTTING_DOWN.to_owned() });
+    }
+    shared.capacity.clone().try_acquire_owned().map_err(|_| Refusal {
+        status: 429,
+        message: format!("too many requests: {} tasks already in flight", shared.config.capacity),
+    })
+}
+
+/// The 413 of a body over `limit` bytes.
+pub fn too_large(limit: usize) -> Refusal {
+    Refusal { status: 413, message: format!("request body too large: the limit is {limit} bytes") }
+}
+
+/// The 408 of a request that got no answer within `timeout`.
+pub fn timeout_outcome(timeout: Duration) -> Outcome {
+    Outcome::error(408, format!("request timeout: no answer within {} ms", timeout.as_millis()))
+}
+
+/// The server's whole-request deadline.
+pub fn deadline(shared: &Shared) -> Duration {
+    Duration::from_millis(shared.config.timeout_ms)
+}
+
+/// Creates a task for the request and queues it at its route's first step.
+///
+/// The guard removes the task when dropped: on every exit, also when the client disconnects
+/// and hyper drops the handler (or, for a stream, the response body).
+pub fn submit(
+    body: Bytes,
+    route: &Route,
+    shared: &Shared,
+    request_id: &Bytes,
+    events: Option<mpsc::UnboundedSender<Outcome>>,
+) -> (TaskGuard, oneshot::Receiver<Outcome>) {
+    let (task_id, dispatches, outcome) = shared.tasks.submit(&route.flow, body, events);
+    let guard = TaskGuard::new(shared.tasks.clone(), task_id);
+    shared.queue(dispatches, request_id);
+    (guard, outcome)
+}
+
+/// Runs a plain task to its end or to `timeout`.
+pub async fn run(
+    body: Bytes,
+    route: &Route,
+    shared: &Shared,
+    request_id: &Bytes,
+    timeout: Duration,
+) -> Outcome {
+    let (_guard, outcome) = submit(body, route, shared, request_id, None);
+    match tokio::time::timeout(timeout, outcome).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_dropped)) => Outcome::error(500, "inference internal error"),
+        Err(_elapsed) => timeout_outcome(timeout),
+    }
+}
+
+/// An in-process request to the route at `path`: the admission and task of an HTTP request
+/// to it, with the body given as is (no content encoding) and `timeout` as its deadline (zero:
+/// the server's). Counted in the metrics like an HTTP request.
+///
+/// A path with no route is 404; a streaming route is 400, since a call has no event stream
+/// to deliver its events to.
+pub async fn call(shared: &Shared, path: &str, body: Bytes, timeout: Duration) -> Outcome {
+    let Some(route) = shared.routes.get(path) else {
+        return Outcome::error(404, format!("not found: no route {path}"));
+    };
+    let started = Instant::now();
+    let outcome = if route.stream {
+        Outcome::error(
+            400,
+            format!("bad request: route {path} streams events, which a call cannot receive"),
+        )
+    } else {
+        match admit(shared) {
+            Err(refusal) => refusal.into(),
+            Ok(_permit) if body.len() > shared.config.max_request_size => {
+                too_large(shared.config.max_request_size).into()
+            }
+            Ok(_permit) => {
+                let timeout = if timeout.is_zero() { deadline(shared) } else { timeout };
+                let request_id = Bytes::from(uuid::Uuid::new_v4().simple().to_string());
+                run(body, route, shared, &request_id, timeout).await
+            }
+        }
+    };
+    let status = status_from_worker(outcome.status).as_u16();
+    if status == 200 {
+        let total = shared.metrics.process_duration.get_or_create(&StageLabels::total());
+        total.observe(started.elapsed().as_secs_f64());
+    }
+    shared.metrics.count_response(status, path);
+    debug!(path, status, "call done");
+    Outcome { status, ..outcome }
+}
