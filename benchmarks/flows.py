@@ -90,7 +90,7 @@ def start_http_server(log_path: Path) -> "tuple[ProcessTree, int]":
     runtime = RUNTIMES["ours"]
     script = str(TARGETS_DIR / "flow_http.py")
     tree = ProcessTree(
-        [str(runtime.python), script, "--port", str(port), "--address", HOST],
+        [str(runtime.python), script, "--port", str(port), "--address", HOST, "--timeout", "60000"],
         log_path,
         env={**runtime.env(), "MOSEC_LOG_LEVEL": "warning"},
         cwd=TARGETS_DIR,
