@@ -118,7 +118,12 @@ RUNTIMES: Dict[str, Runtime] = {
         Runtime(
             "upstream",
             ".venv-upstream",
-            ("mosec==0.9.8", "numpy", "numbin==0.5.1", "redis", "hiredis", "msgpack", "msgspec"),
+            (
+                *("mosec==0.9.8", "numpy", "numbin==0.5.1", "redis", "hiredis", "msgpack"),
+                "msgspec",
+                # The ocr scenario's pipeline (examples/ocr): its models ship in this wheel.
+                *("rapidocr-onnxruntime==1.4.4", "pillow>=10.1"),
+            ),
             repo_on_path=False,
             label="upstream mosec 0.9.8",
         ),
@@ -128,6 +133,13 @@ RUNTIMES: Dict[str, Runtime] = {
             ("litserve==0.2.19", "numpy"),
             repo_on_path=False,
             label="LitServe 0.2.19",
+        ),
+        Runtime(
+            "mpservice",
+            ".venv-mpservice",
+            ("mpservice==0.16.8", "numpy"),
+            repo_on_path=False,
+            label="mpservice 0.16.8",
         ),
         Runtime("stub", None, (), repo_on_path=False, label="standard-library stub server"),
     )
