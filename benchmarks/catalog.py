@@ -11,7 +11,7 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from benchmarks.scenarios import Scenario
 
-ALL_KINDS = frozenset({"echo", "pipeline", "tensor", "batch", "vision"})
+ALL_KINDS = frozenset({"echo", "pipeline", "tensor", "batch", "vision", "ocr"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ class Ipc:
         name: the second half of the target name.
         mixin: class name in ``mosec.mixin``; ``None`` for the default (pickle).
         carries: payload kinds it can move between stages (``json``, ``tensor``, ``vision``:
-            the demo's own pipeline, fixed to the shared-memory mixin).
+            the vision example's pipeline, fixed to the shared-memory mixin; ``ocr``: the
+            demo's OCR pipeline, whose stage outputs are single uint8 arrays).
         runtimes: runtimes that have (or will have) this mixin.
         daemon: a service the harness must start for it (``redis``), or ``None``.
         server_args: extra command-line flags for the server (a store size, say).
@@ -80,13 +81,21 @@ class Ipc:
 
 
 _ANY = frozenset({"json", "tensor"})
+# The OCR pipeline picks its mixin from the target's (examples/ocr/ipc.py).
+_OCR = frozenset({"ocr"})
 
 IPCS: Tuple[Ipc, ...] = (
-    Ipc("pickle", None, _ANY, ("ours", "upstream")),
-    Ipc("numbin", "NumBinIPCMixin", frozenset({"tensor"}), ("ours", "upstream")),
-    Ipc("shm", "ShmIPCMixin", _ANY, ("ours",)),
-    # The demo's vision pipeline is written on ShmIPCMixin with in-place outputs: only this runs it.
-    Ipc("shm-inplace", "ShmIPCMixin", frozenset({"tensor", "vision"}), ("ours",), inplace=True),
+    Ipc("pickle", None, _ANY | _OCR, ("ours", "upstream")),
+    Ipc("numbin", "NumBinIPCMixin", frozenset({"tensor"}) | _OCR, ("ours", "upstream")),
+    Ipc("shm", "ShmIPCMixin", _ANY | _OCR, ("ours",)),
+    # The vision pipeline is written on ShmIPCMixin with in-place outputs: only this runs it.
+    Ipc(
+        "shm-inplace",
+        "ShmIPCMixin",
+        frozenset({"tensor", "vision"}) | _OCR,
+        ("ours",),
+        inplace=True,
+    ),
     Ipc("redis", "RedisShmIPCMixin", _ANY, ("ours", "upstream"), daemon="redis"),
     Ipc("arrow", "ArrowShmIPCMixin", _ANY, ("ours",)),
 )

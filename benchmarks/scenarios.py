@@ -22,7 +22,8 @@ class Scenario:
     Attributes:
         name: the name given to ``--scenario``.
         description: one line for the table and the README.
-        kind: the worker graph the target script builds (echo, pipeline, tensor, batch, vision).
+        kind: the worker graph the target script builds (echo, pipeline, tensor, batch, vision,
+            ocr).
         request: the JSON document POSTed by every request.
         expect: keys and values a correct JSON answer must contain (checked once per server).
         concurrency: default number of open connections of the load generator.
@@ -89,6 +90,21 @@ def _vision_image() -> bytes:
     return next(image.body for image in sample_images() if image.name.startswith("astronaut"))
 
 
+@functools.lru_cache(maxsize=1)
+def _ocr_image() -> bytes:
+    """The OCR scenario's picture: 3 MP with three lines of text, rendered in memory.
+
+    Cached: rendering takes a while, and the body is asked for on every run.
+    """
+    folder = str(Path(__file__).resolve().parent.parent / "examples" / "ocr")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import rendering  # the demo's own modules
+    import scenes
+
+    return rendering.render(scenes.BENCHMARK).body
+
+
 def _tensor(name: str, size: int, concurrency: int, timeout_s: float, min_s: int) -> Scenario:
     """A two-stage tensor hand-off: stage 1 makes ``size`` bytes of float32, stage 2 reads them."""
     elements = size // 4
@@ -149,6 +165,21 @@ SCENARIOS: Tuple[Scenario, ...] = (
         timeout_s=30.0,
         min_duration_s=2,
         raw_body=_vision_image,
+        content_type="image/jpeg",
+    ),
+    Scenario(
+        name="ocr",
+        description="the demo's OCR pipeline (PP-OCRv4): decode, batched detection, crop and "
+        "angle, batched recognition, JSON",
+        kind="ocr",
+        request={},
+        expect={"text": None, "lines": None},
+        concurrency=8,
+        ipc="ocr",
+        # A request takes about a second of CPU here: shorter runs would count a handful.
+        timeout_s=60.0,
+        min_duration_s=20,
+        raw_body=_ocr_image,
         content_type="image/jpeg",
     ),
 )

@@ -1,293 +1,209 @@
-"""The demo: classify images with a four-stage pipeline whose tensors travel through shared memory.
+"""The demo: read text in photographs with a trained OCR model, through a five-stage pipeline.
 
 Run it from the repository root (``make demo`` does)::
 
-    python examples/demo.py
+    python examples/demo.py                       # the full set: 10 pictures of 1 to 12 MP
+    python examples/demo.py --scenes small --rounds 1   # three small pictures, one round
 
-It starts ``examples/vision/pipeline.py`` (decode -> resize and normalise -> batched inference
-with an UNTRAINED onnxruntime model -> top 3) as a server on a free port of 127.0.0.1 with a
-64 MiB arena, and waits until it answers ``GET /``. It then sends scikit-image's sample
-pictures, encoded in memory as JPEG or PNG, as request bodies: one warm-up pass, then
-``ROUNDS`` passes with ``CONCURRENCY`` requests in flight so that the inference stage batches.
-It prints the top 3 classes of each picture (the same in every round, whatever the batch),
-the throughput and latency, the batch sizes the inference stage saw (from ``/metrics``) and the
-bytes the arena carried. Finally it stops the server with SIGTERM by its PID and checks that the
-server exited 0 and left no arena file in /dev/shm.
+It renders its own test pictures (``examples/ocr/scenes.py``): lines of known text at a few
+sizes and angles, upside down included, drawn on scikit-image's sample photographs scaled to 1
+to 12 megapixels, encoded as JPEG or PNG in memory. It starts ``examples/ocr/pipeline.py``
+(decode -> batched text detection -> crop and angle classification -> batched recognition ->
+JSON) on a free port of 127.0.0.1 with the shared-memory arena, the stages writing their outputs
+in place. The models are PaddleOCR's PP-OCRv4 detector and recogniser and its mobile angle
+classifier, as shipped inside the ``rapidocr-onnxruntime`` wheel: nothing is downloaded.
 
-It exits 0, or 1 on any failure (then it shows the server's errors). The model is built in
-memory by the server's inference worker when it starts; nothing is cached or downloaded. The
-server's log goes to a temporary file, removed when the demo succeeds.
-Needs the ``demo`` extra: ``pip install -e '.[demo]'`` (onnx, onnxruntime, scikit-image).
+It sends every picture once to warm up, then ``--rounds`` rounds of all of them with every
+picture of a round in flight at once, and prints, for each picture, the text it drew, the text
+it read and the character accuracy (``examples/ocr/accuracy.py``); then the throughput and the
+latency percentiles, the batch sizes of the two batching stages (from ``/metrics``) and the
+bytes the arena carried by reference. It stops the server with SIGTERM by its PID and checks
+that it exited 0 and left no arena file in /dev/shm.
+
+It exits 1 on any failure, and when the character accuracy over all the readings is below
+``ACCURACY_FLOOR``. Measured on this set, in three runs: 99.3 to 99.4% of the characters (the
+misses: dropped spaces in one all-capitals outlined line, two characters of another, and now
+and then one character of a picture whose batch, and so its padding, changed). The floor, 97%,
+leaves room for such changes and fails on any real regression.
+The server's log goes to a temporary file, removed when the demo succeeds. Needs the ``demo``
+extra: ``pip install -e '.[demo]'``.
 """
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import importlib.util
-import json
 import os
-import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+from typing import Any, Dict, List, Tuple
 
 HERE = Path(__file__).resolve().parent
-VISION = HERE / "vision"
-SERVER_SCRIPT = VISION / "pipeline.py"
-#: Timed passes over the sample pictures, and requests in flight during them.
-ROUNDS = 10
-CONCURRENCY = 16
-#: Arena size: the largest object is a decoded 1411 x 1411 picture (6 MB).
-SHM_SIZE = "64M"
-#: The stage whose batches are shown (``<index>_<class name>``), and its largest batch.
-#: The batching stage's name in the metrics: the pipeline's third Runtime, ``Inference_3``.
-BATCH_STAGE = "Inference_3"
-MAX_BATCH_SIZE = 8
-START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 20.0
-REQUEST_TIMEOUT_S = 30.0
-#: Errors of the server's log shown when the demo fails.
-SHOWN_ERRORS = 3
+OCR = HERE / "ocr"
+SERVER_SCRIPT = OCR / "pipeline.py"
+#: The demo fails when the character accuracy over all its readings is below this.
+ACCURACY_FLOOR = 0.97
+#: Arena size: at most a few 2000 x 1500 pictures (9 MB each) per request in flight.
+SHM_SIZE = "512M"
+#: A request's deadline (ms): a round queues up to ten pictures on two cores.
+TIMEOUT_MS = 120_000
+#: The batching stages' names in the metrics, ``<WorkerClass>_<n>`` (n: the stage's place in
+#: ``examples/ocr/pipeline.py``).
+BATCHING = ("Detect_2", "Recognize_4")
 #: Modules the demo needs beyond mosec's own dependencies.
-NEEDS = ("PIL", "skimage", "onnx", "onnxruntime")
+NEEDS = ("PIL", "skimage", "onnxruntime", "cv2", "rapidocr_onnxruntime")
 
 
-class DemoError(Exception):
-    """Something the demo checks went wrong."""
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    """The demo's options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", choices=("demo", "small"), default="demo")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds over the pictures")
+    return parser.parse_args(argv)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, bytes]:
-    """Status and body of ``GET url``; status 0 when nothing answers yet."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, b""
-    except OSError:
-        return 0, b""
-
-
-def wait_ready(server: subprocess.Popen[bytes], url: str) -> None:
-    """Poll ``GET /`` until it answers 200; fail if the server exits or takes too long."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while get(url + "/")[0] != 200:
-        if server.poll() is not None:
-            raise DemoError(f"the server exited with code {server.returncode}")
-        if time.monotonic() > deadline:
-            raise DemoError(f"the server was not ready after {START_TIMEOUT_S}s")
-        time.sleep(0.1)  # polling interval, not synchronisation
-
-
-def classify(url: str, body: bytes) -> tuple[float, list[dict]]:
-    """POST one encoded picture; returns the latency in seconds and the top classes."""
-    request = urllib.request.Request(
-        url + "/inference",
-        data=body,
-        headers={"content-type": "application/octet-stream"},
-        method="POST",
-    )
-    start = time.perf_counter()
-    try:
-        with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        raise DemoError(f"HTTP {err.code}: {err.read().decode(errors='replace')}") from err
-    return time.perf_counter() - start, answer["top"]
-
-
-def send(url: str, images: list, passes: int) -> tuple[float, list[tuple[int, float, list]]]:
-    """Send every picture ``passes`` times, ``CONCURRENCY`` at once.
+def send(url: str, images: List[Any], rounds: int) -> Tuple[float, List[Tuple[int, float, dict]]]:
+    """Send every picture ``rounds`` times, a whole round in flight at once.
 
     Returns:
-        The wall time in seconds, and ``(picture index, latency, top classes)`` per request.
+        The wall time in seconds, and ``(picture index, latency, answer)`` per request.
     """
-    jobs = [index for _ in range(passes) for index in range(len(images))]
+    from client import read_image
+
+    jobs = [index for _ in range(rounds) for index in range(len(images))]
+    timeout_s = TIMEOUT_MS / 1000
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
-        answers = list(pool.map(lambda index: classify(url, images[index].body), jobs))
+    with concurrent.futures.ThreadPoolExecutor(len(images)) as pool:
+        answers = list(pool.map(lambda i: read_image(url, images[i].body, timeout_s), jobs))
     elapsed = time.perf_counter() - start
     return elapsed, [(index, *answer) for index, answer in zip(jobs, answers)]
 
 
-def check_same(results: list[tuple[int, float, list]], names: list[str]) -> dict[int, list]:
-    """The top classes of each picture, checked to be the same in every round and batch."""
-    first: dict[int, list] = {}
-    for index, _, top in results:
-        seen = first.setdefault(index, top)
-        labels_match = [c["label"] for c in seen] == [c["label"] for c in top]
-        if not labels_match or any(
-            abs(a["probability"] - b["probability"]) > 2e-3 for a, b in zip(seen, top)
-        ):
-            raise DemoError(f"{names[index]} got {top} after {seen}")
-        if len(top) != 3:
-            raise DemoError(f"expected 3 classes, got {top}")
-    return first
+def one_line(text: str) -> str:
+    """A multi-line text on one line, its lines separated by `` / ``."""
+    return " / ".join(text.splitlines()) or "(nothing)"
 
 
-def metric_samples(text: str, suffix: str) -> list[tuple[dict[str, str], float]]:
-    """Samples of the metric whose name ends in ``suffix``, whatever the namespace."""
-    samples = []
-    for match in re.finditer(rf"^\w*{suffix}(?:\{{(.*)\}})? (\S+)$", text, re.MULTILINE):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
-        samples.append((labels, float(match.group(2))))
-    return samples
+def report_readings(images: List[Any], results: List[Tuple[int, float, dict]]) -> float:
+    """Print what each picture showed and what was read; returns the accuracy over all."""
+    from accuracy import accuracy, score
 
-
-def batch_sizes(text: str, stage: str) -> str:
-    """The batch size histogram of ``stage`` as ``1: n, 2: n, 3-4: n, 5-8: n; ...``."""
-
-    def of_stage(suffix: str) -> list[tuple[dict[str, str], float]]:
-        return [s for s in metric_samples(text, suffix) if s[0].get("stage") == stage]
-
-    # One series per worker of the stage: summed bucket by bucket.
-    cumulative_by_bound: dict[float, float] = {}
-    for labels, count in of_stage("_batch_size_bucket"):
-        if labels["le"] != "+Inf":
-            bound = float(labels["le"])
-            cumulative_by_bound[bound] = cumulative_by_bound.get(bound, 0.0) + count
-    buckets = sorted(cumulative_by_bound.items())
-    parts, below, low = [], 0.0, 1
-    for bound, cumulative in buckets:
-        if bound > MAX_BATCH_SIZE:
-            break
-        high = int(bound)
-        parts.append(f"{low if low == high else f'{low}-{high}'}: {int(cumulative - below)}")
-        below, low = cumulative, high + 1
-    items = sum(value for _, value in of_stage("_batch_size_sum"))
-    batches = sum(value for _, value in of_stage("_batch_size_count"))
-    mean = items / batches if batches else 0.0
-    return f"{', '.join(parts)}; {int(items)} items in {int(batches)} batches, mean {mean:.1f}"
-
-
-def mib(size: float) -> str:
-    """Bytes as MiB with one decimal."""
-    return f"{size / 2**20:.1f} MiB"
+    by_image: Dict[int, List[str]] = {}
+    for index, _, answer in results:
+        by_image.setdefault(index, []).append(answer["text"])
+    for number, image in enumerate(images):
+        readings = by_image[number]
+        scores = [score(image.expected, text) for text in readings]
+        mean = 1 - sum(w for w, _ in scores) / sum(n for _, n in scores)
+        size = f"{image.size[0]}x{image.size[1]} {image.format} {image.megapixels:.1f} MP"
+        print(f"  {image.name:<20} {size:<24} character accuracy {mean:6.1%}")
+        print(f"      expected  {one_line(image.expected)}")
+        print(f"      read      {one_line(readings[0])}")
+        if len(set(readings)) > 1:
+            print(f"      (the {len(readings)} readings differ between rounds)")
+    return accuracy((images[index].expected, answer["text"]) for index, _, answer in results)
 
 
 def report_metrics(url: str) -> None:
-    """Print the inference stage's batch sizes and the arena's traffic, from ``/metrics``."""
+    """Print the batching stages' batch sizes and the arena's traffic, from ``/metrics``."""
+    from client import DemoError, batch_sizes, get, metric_samples
+
     status, body = get(url + "/metrics")
     if status != 200:
         raise DemoError(f"GET /metrics answered {status}")
     text = body.decode()
-    print(f"batch sizes at {BATCH_STAGE} (from /metrics): {batch_sizes(text, BATCH_STAGE)}")
+    for stage in BATCHING:
+        print(f"batch sizes at {stage} (from /metrics): {batch_sizes(text, stage)}")
     carried = {
         labels.get("carried"): value for labels, value in metric_samples(text, "_ipc_bytes_total")
     }
     used = sum(value for _, value in metric_samples(text, "_shm_used_bytes"))
     print(
-        f"arena: {mib(carried.get('reference', 0))} passed between stages by reference, "
-        f"{carried.get('inline', 0) / 1024:.1f} KiB inline; {mib(used)} in use after the run"
+        f"arena: {carried.get('reference', 0) / 2**20:.1f} MiB passed between stages by "
+        f"reference, {carried.get('inline', 0) / 1024:.1f} KiB inline; "
+        f"{used / 2**20:.1f} MiB in use after the run"
     )
     if not carried.get("reference"):
         raise DemoError("no tensor went through the arena")
 
 
-def arena_files(pid: int) -> list[Path]:
-    """The server's arena files in /dev/shm (named ``mosec-arena-<pid>-<id>``)."""
-    return sorted(Path("/dev/shm").glob(f"mosec-arena-{pid}-*"))
+def run(url: str, server: subprocess.Popen, images: List[Any], rounds: int) -> float:
+    """Everything between the server's start and its stop; returns the accuracy."""
+    from client import arena_files, wait_ready
 
-
-def stop(server: subprocess.Popen[bytes]) -> int:
-    """SIGTERM the server by PID and wait for its exit code (SIGKILL if it hangs)."""
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-    return server.returncode
-
-
-def server_errors(log_path: Path) -> list[str]:
-    """Distinct ERROR records of the server's JSON log, each with its exception's last line."""
-    errors = []
-    for line in log_path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("level") == "ERROR":
-            cause = (record.get("exception") or "").strip().splitlines()[-1:]
-            errors.append(": ".join([str(record.get("message")), *cause]))
-    return list(dict.fromkeys(errors))[:SHOWN_ERRORS] or ["none logged"]
-
-
-def server_command(port: int) -> list[str]:
-    """The command line of the pipeline server."""
-    return [
-        *(sys.executable, str(SERVER_SCRIPT), "--address", "127.0.0.1", "--port", str(port)),
-        *("--shm-size", SHM_SIZE, "--timeout", str(int(REQUEST_TIMEOUT_S * 1000))),
-    ]
-
-
-def server_env() -> dict[str, str]:
-    """The server's environment: ours, with the checkout importable (mosec may not be installed)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
-    return env
-
-
-def run(url: str, server: subprocess.Popen[bytes], images: list) -> None:
-    """Everything between the server start and its stop."""
     started = time.perf_counter()
     wait_ready(server, url)
     print(f"server ready after {time.perf_counter() - started:.1f} s", flush=True)
     print("arena files:", ", ".join(str(path) for path in arena_files(server.pid)) or "none")
-    send(url, images, 1)  # warm-up: the first request of each worker pays one-off costs
-    elapsed, results = send(url, images, ROUNDS)
-    tops = check_same(results, [image.filename for image in images])
-    print(
-        f"predictions of the untrained model (the same in all {ROUNDS} rounds, whatever the batch):"
-    )
-    width = max(len(image.filename) for image in images)
-    for index, image in enumerate(images):
-        size = f"{image.size[0]}x{image.size[1]} {image.mode}"
-        classes = ", ".join(f"{c['label']} {c['probability']:.1%}" for c in tops[index])
-        print(f"  {image.filename:<{width}}  {size:<14} -> {classes}")
+    send(url, images, 1)  # warm-up: first calls of each model shape pay one-off costs
+    elapsed, results = send(url, images, rounds)
+    plural = "s" if rounds != 1 else ""
+    print(f"readings ({rounds} round{plural} of {len(images)} pictures, each round sent at once):")
+    overall = report_readings(images, results)
     latencies = sorted(latency for _, latency, _ in results)
-    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
-    rate = len(results) / elapsed
-    p50 = statistics.median(latencies) * 1000
+
+    def percentile(fraction: float) -> float:
+        return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] * 1000
+
+    print(f"character accuracy over all {len(results)} readings: {overall:.1%}")
     print(
-        f"throughput: {len(results)} requests in {elapsed:.2f} s = {rate:.1f} req/s"
-        f" ({CONCURRENCY} in flight); latency p50 {p50:.0f} ms, p95 {p95 * 1000:.0f} ms"
+        f"throughput: {len(results)} requests in {elapsed:.1f} s = {len(results) / elapsed:.2f}"
+        f" req/s ({len(images)} in flight); latency p50 {statistics.median(latencies) * 1000:.0f}"
+        f" ms, p90 {percentile(0.9):.0f} ms, p99 {percentile(0.99):.0f} ms"
     )
     report_metrics(url)
+    return overall
 
 
-def main() -> int:
+def server_command(port: int) -> List[str]:
+    """The command line of the pipeline server."""
+    return [
+        *(sys.executable, str(SERVER_SCRIPT), "--address", "127.0.0.1", "--port", str(port)),
+        *("--shm-size", SHM_SIZE, "--timeout", str(TIMEOUT_MS)),
+    ]
+
+
+def server_env() -> Dict[str, str]:
+    """Ours, with the checkout importable (mosec may not be installed), arena written in place."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH")]))
+    env.update({"OCR_IPC": "ShmIPCMixin", "OCR_INPLACE": "1"})
+    return env
+
+
+def main(argv: List[str]) -> int:
     """Run the demo; returns the exit code."""
+    options = parse_args(argv)
     missing = [name for name in NEEDS if importlib.util.find_spec(name) is None]
     if missing:
         print(f"the demo needs {', '.join(missing)}: pip install -e '.[demo]'", file=sys.stderr)
         return 1
-    sys.path.insert(0, str(VISION))
-    from images import sample_images
+    sys.path.insert(0, str(OCR))
+    import scenes
+    from client import arena_files, free_port, server_errors, stop
+    from models import VERSION
+    from rendering import render_all
 
-    images = sample_images()
+    started = time.perf_counter()
+    images = render_all(scenes.DEMO if options.scenes == "demo" else scenes.SMALL)
+    sizes = [image.megapixels for image in images]
+    print(
+        f"rendered {len(images)} pictures with known text ({min(sizes):.1f} to {max(sizes):.1f}"
+        f" MP, JPEG and PNG) in {time.perf_counter() - started:.1f} s"
+    )
+    print(
+        f"models: PaddleOCR PP-OCRv4 and its angle classifier, from rapidocr-onnxruntime {VERSION}"
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # The server's JSON log lines go to a file, so the results are easy to read here.
     log = tempfile.NamedTemporaryFile(prefix="mosec_demo_", suffix=".log", delete=False)
-    print(f"{len(images)} sample pictures from scikit-image, encoded in memory as JPEG and PNG")
-    print("model: an UNTRAINED 3-layer CNN built in code, run by onnxruntime (arbitrary labels)")
-    print(f"starting vision/pipeline.py on {url} (log, kept on failure: {log.name})", flush=True)
+    print(f"starting ocr/pipeline.py on {url} (log, kept on failure: {log.name})", flush=True)
     server = subprocess.Popen(
         server_command(port),
         env=server_env(),
@@ -299,7 +215,13 @@ def main() -> int:
     log.close()
     failed = False
     try:
-        run(url, server, images)
+        overall = run(url, server, images, options.rounds)
+        if overall < ACCURACY_FLOOR:
+            print(
+                f"demo failed: accuracy {overall:.1%} is below {ACCURACY_FLOOR:.0%}",
+                file=sys.stderr,
+            )
+            failed = True
     except Exception as err:
         print(f"demo failed: {err}; the server's log is in {log.name}", file=sys.stderr)
         failed = True
@@ -307,7 +229,7 @@ def main() -> int:
         code = stop(server)
     left = arena_files(server.pid)
     print(f"server stopped with exit code {code}; arena files left: {len(left)}", flush=True)
-    if not failed and (code != 0 or left):
+    if code != 0 or left:
         print(f"demo failed: the server did not stop cleanly; see {log.name}", file=sys.stderr)
         failed = True
     if failed:
@@ -318,4 +240,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -11,6 +11,22 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
+# The demo's Debian packages: opencv-python (a dependency of rapidocr-onnxruntime) links libGL
+# and GLib, and the demo draws its text in the DejaVu fonts (Pillow's own font otherwise).
+# (grep without -q reads all of ldconfig's output, so pipefail sees no SIGPIPE.)
+debs=()
+ldconfig -p 2>/dev/null | grep 'libGL\.so\.1 ' >/dev/null || debs+=(libgl1)
+ldconfig -p 2>/dev/null | grep 'libglib-2\.0\.so\.0 ' >/dev/null || debs+=(libglib2.0-0)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || debs+=(fonts-dejavu-core)
+if [ ${#debs[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "install.sh: apt-get install ${debs[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        "${debs[@]}" >/dev/null
+fi
+
 # maturin must be present for the no-isolation editable build below.
 "$PY" -m pip install --quiet --disable-pip-version-check "maturin>=1.5,<2"
 # The package with its development and demo extras; the extension is (re)built into mosec/.

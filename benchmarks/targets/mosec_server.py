@@ -133,6 +133,16 @@ def build(server):
             max_wait_time=pipeline.MAX_WAIT_MS,
         )
         server.append_worker(pipeline.Postprocess)
+    elif kind == "ocr":
+        # The demo's OCR pipeline, unchanged (examples/ocr/pipeline.py). It takes its IPC from
+        # OCR_IPC and OCR_INPLACE, set here from the target's before it is imported; workers
+        # inherit them.
+        os.environ["OCR_IPC"] = os.environ.get("BENCH_IPC_MIXIN", "") or "pickle"
+        os.environ["OCR_INPLACE"] = "1" if INPLACE else "0"
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "ocr"))
+        import pipeline
+
+        pipeline.build(server)
     elif kind == "batch":
         server.append_worker(
             BatchModel, max_batch_size=SPEC["max_batch_size"], max_wait_time=SPEC["max_wait_ms"]
