@@ -235,6 +235,11 @@ def _build(spec: WorkerSpec) -> Worker:
             err,
             exc_info=err.__cause__,
         )
+    # What the warm-up leased and never handed over (``shm_empty`` arrays) goes back now, as it
+    # would after a batch, so an idle server's arena is empty.
+    after_batch = getattr(worker, "_mosec_after_batch", None)
+    if after_batch is not None:
+        after_batch()
     return worker
 
 
