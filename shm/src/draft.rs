@@ -1,16 +1,18 @@
 //! [`Draft`]: the one handle that gives Rust code access to payload bytes, a producer's
 //! exclusive write access to an object it has just allocated and not yet sealed.
 //!
-//! It is the only caller of the `unsafe` slice functions of `mapping.rs`; the safety argument
-//! is the arena protocol around the `Writing` state (see `header.rs`). Sealed objects have no
-//! Rust handle: readers map the file themselves and validate with [`Arena::locate`].
+//! Its bytes come from `mapping.rs` through the block's one [`ExclusiveSpan`], where the safety
+//! argument (the arena protocol around the `Writing` state, see `header.rs`) and all the
+//! `unsafe` live. Sealed objects have no Rust handle: readers map the file themselves and
+//! validate with [`Arena::locate`].
 
 use std::fmt;
 
 use crate::arena::Arena;
 use crate::error::Result;
 use crate::header::BlockState;
-use crate::reference::{Reference, Span};
+use crate::mapping::ExclusiveSpan;
+use crate::reference::Reference;
 
 /// A freshly allocated, unsealed object: only its producer may write it, through this handle.
 /// End it with [`Draft::seal`] (readers may then locate it) or [`Draft::into_lease`] (code
@@ -21,6 +23,8 @@ pub struct Draft<'a> {
     arena: &'a Arena,
     /// The object.
     reference: Reference,
+    /// Where the payload lies: the block's one exclusive span.
+    span: ExclusiveSpan,
     /// False once sealed, leased or freed, so drop does nothing more.
     open: bool,
 }
@@ -28,7 +32,8 @@ pub struct Draft<'a> {
 impl<'a> Draft<'a> {
     /// Wraps a block the arena just allocated in state `Writing`.
     pub(crate) fn new(arena: &'a Arena, reference: Reference) -> Draft<'a> {
-        Draft { arena, reference, open: true }
+        let span = ExclusiveSpan::of_new_block(arena.span(&reference));
+        Draft { arena, reference, span, open: true }
     }
 
     /// The object's reference (not locatable until sealed).
@@ -48,22 +53,12 @@ impl<'a> Draft<'a> {
 
     /// The payload, to write in place. Its initial content is unspecified (old data).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let span = self.span();
-        // SAFETY: this draft is the only handle to its block: `alloc` makes one draft per block
-        // and no other slice of payload bytes exists in this process (drafts are the only
-        // handles), so nothing else here aliases these bytes; `&mut self` makes this slice
-        // exclusive among the draft's own. The block stays `Writing`, so not released and not
-        // reused, until this draft ends it: `free` and `set_owner` refuse `Writing` blocks and
-        // `reclaim_owner` of this process skips them. Only another process breaking the
-        // protocol (reclaiming a live process) could release it: the hazard in `mapping.rs`.
-        unsafe { self.arena.mapping().bytes_mut(span) }.unwrap_or_default()
+        self.arena.mapping().exclusive_mut(&mut self.span).unwrap_or_default()
     }
 
     /// The payload as written so far.
     pub fn as_slice(&self) -> &[u8] {
-        let span = self.span();
-        // SAFETY: as in `as_mut_slice`; `&self` excludes a live `&mut` from `as_mut_slice`.
-        unsafe { self.arena.mapping().bytes(span) }.unwrap_or_default()
+        self.arena.mapping().exclusive(&self.span).unwrap_or_default()
     }
 
     /// Seals the object: immutable from now on, locatable by readers. Returns its reference.
@@ -85,11 +80,6 @@ impl<'a> Draft<'a> {
     pub fn into_lease(mut self) -> Result<Reference> {
         self.open = false;
         self.arena.finish_draft(&self.reference, BlockState::Leased).map(|()| self.reference)
-    }
-
-    /// Where the payload lies.
-    fn span(&self) -> Span {
-        self.arena.span(&self.reference)
     }
 }
 

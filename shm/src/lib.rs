@@ -32,9 +32,10 @@
 //! - `process.rs`: pid liveness and start times from /proc, random ids.
 //!
 //! # Unsafe code
-//! `mapping.rs` and `lock.rs` define all of it, each block with a `// SAFETY:` line and each
-//! unsafe fn with a `# Safety` section; `draft.rs` calls the two unsafe payload-slice functions
-//! under the arena protocol. Every other module is compiled with `unsafe_code` denied.
+//! `mapping.rs` and `lock.rs` hold all of it, each block with a `// SAFETY:` line and each
+//! unsafe fn with a `# Safety` section. Payload bytes are reached only through the safe
+//! `Mapping::exclusive(_mut)`, whose soundness rests on a block's one `ExclusiveSpan` (held by
+//! its `Draft`). Every other module is compiled with `unsafe_code` denied.
 //! `mapping.rs` documents the hazard of memory modified by another process.
 //!
 //! # Design, and where it departs from the first plan
@@ -99,7 +100,6 @@
 
 mod allocator;
 mod arena;
-#[allow(unsafe_code)]
 mod draft;
 mod error;
 mod header;

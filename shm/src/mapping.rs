@@ -169,42 +169,50 @@ impl Mapping {
         Some(unsafe { &*self.ptr.as_ptr().add(offset as usize).cast::<BlockHeader>() })
     }
 
-    /// The payload bytes of `span`, or `None` when it does not lie inside the mapping.
-    ///
-    /// # Safety
-    /// For as long as the returned slice lives, nothing in this process may write these bytes or
-    /// hold a `&mut` to them. The arena guarantees this by handing out slices only through
-    /// `&Draft` (which excludes the draft's own `&mut`), for a block that stays its draft's
-    /// until the draft ends. Writes by another process that breaks the protocol are the hazard in the module
-    /// docs.
-    pub(crate) unsafe fn bytes(&self, span: Span) -> Option<&[u8]> {
-        let end = span.offset.checked_add(span.len)?;
-        if end > self.len {
+    /// The payload bytes of an exclusive span, or `None` when it does not lie inside the
+    /// mapping. `&ExclusiveSpan` excludes the span's own `&mut` for as long as the slice lives.
+    pub(crate) fn exclusive<'a>(&'a self, span: &'a ExclusiveSpan) -> Option<&'a [u8]> {
+        let Span { offset, len } = span.0;
+        if offset.checked_add(len)? > self.len {
             return None;
         }
-        // SAFETY: the range is inside the live mapping (checked above) and readable; the caller
-        // promises that no one in this process mutates it while the slice lives.
-        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(span.offset), span.len) })
+        // SAFETY: the range is inside the live mapping (checked above) and readable. No `&mut`
+        // to these bytes exists in this process: the only way to one is
+        // `exclusive_mut(&mut span)`, which this shared borrow of the one `ExclusiveSpan` of
+        // the block excludes (see `ExclusiveSpan` for why there is one). Writes by another
+        // process that breaks the protocol are the hazard in the module docs.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
     }
 
-    /// The payload bytes of `span` for writing, or `None` when it does not lie inside the mapping.
-    ///
-    /// # Safety
-    /// For as long as the returned slice lives, no other reference to these bytes may exist or be
-    /// created in this process. The arena guarantees this by handing them out only to the one
-    /// `Draft` of an unsealed block, through `&mut Draft`; the block cannot be released (only
-    /// the draft ends its `Writing` state) nor handed to another draft meanwhile.
-    #[allow(clippy::mut_from_ref)] // exclusivity comes from the caller's contract, as documented
-    pub(crate) unsafe fn bytes_mut(&self, span: Span) -> Option<&mut [u8]> {
-        let end = span.offset.checked_add(span.len)?;
-        if end > self.len {
+    /// The payload bytes of an exclusive span for writing, or `None` when it does not lie inside
+    /// the mapping.
+    #[allow(clippy::mut_from_ref)] // exclusivity comes from `&mut ExclusiveSpan`, as documented
+    pub(crate) fn exclusive_mut<'a>(&'a self, span: &'a mut ExclusiveSpan) -> Option<&'a mut [u8]> {
+        let Span { offset, len } = span.0;
+        if offset.checked_add(len)? > self.len {
             return None;
         }
-        // SAFETY: the range is inside the live, writable mapping (checked above); the caller
-        // promises this is the only reference to it while the slice lives.
-        Some(unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(span.offset), span.len)
-        })
+        // SAFETY: the range is inside the live, writable mapping (checked above). This is the
+        // only reference to these bytes in this process while it lives: the block has exactly
+        // one `ExclusiveSpan` (see its docs), borrowed mutably here, and no other code of this
+        // process makes slices of payload bytes.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
+    }
+}
+
+/// The payload span of a block in `Writing` state, of which there is exactly one: the arena
+/// makes it once, when it allocates the block for its one `Draft`, and it is neither `Clone`
+/// nor `Copy`. The block stays `Writing` (not released, not reused) until that draft ends it,
+/// since `free` and `set_owner` refuse `Writing` blocks and `reclaim_owner` of this process
+/// skips them. Borrowing it is therefore what makes [`Mapping::exclusive`] and
+/// [`Mapping::exclusive_mut`] sound, which is why every `unsafe` of payload access stays here.
+#[derive(Debug)]
+pub(crate) struct ExclusiveSpan(Span);
+
+impl ExclusiveSpan {
+    /// The one span of a block just allocated in `Writing` state (call once per allocation).
+    pub(crate) fn of_new_block(span: Span) -> Self {
+        Self(span)
     }
 }
 
