@@ -16,7 +16,7 @@ config is made by :func:`describe`; the joined payload the engine builds is spli
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Union
 
 from mosec.runtime import Runtime
@@ -88,49 +88,33 @@ def _flow(steps: Step | Sequence[Step], what: str) -> list[Step]:
     return listed
 
 
-def runtimes(steps: Sequence[Step]) -> list[Runtime]:
-    """Every Runtime of a flow, choosers included, in the order they first appear."""
-    found: list[Runtime] = []
+def _walk(steps: Sequence[Step]) -> Iterator[tuple[Runtime, bool]]:
+    """Every Runtime of a flow in the order it first appears, and whether it is a chooser."""
     for step in steps:
         if isinstance(step, Runtime):
-            found.append(step)
+            yield step, False
         elif isinstance(step, Ensemble):
             for member in step.members:
-                found += runtimes(member)
+                yield from _walk(member)
         else:
-            found.append(step.chooser)
+            yield step.chooser, True
             for branch in step.branches:
-                found += runtimes(branch)
-    return found
+                yield from _walk(branch)
+
+
+def runtimes(steps: Sequence[Step]) -> list[Runtime]:
+    """Every Runtime of a flow, choosers included, in the order they first appear."""
+    return [runtime for runtime, _ in _walk(steps)]
 
 
 def plain_stages(steps: Sequence[Step]) -> list[Runtime]:
     """The Runtimes of a flow that are stages (not choosers)."""
-    found: list[Runtime] = []
-    for step in steps:
-        if isinstance(step, Runtime):
-            found.append(step)
-        elif isinstance(step, Ensemble):
-            for member in step.members:
-                found += plain_stages(member)
-        else:
-            for branch in step.branches:
-                found += plain_stages(branch)
-    return found
+    return [runtime for runtime, chooser in _walk(steps) if not chooser]
 
 
 def choosers(steps: Sequence[Step]) -> list[Runtime]:
     """The Runtimes of a flow that choose a branch."""
-    found: list[Runtime] = []
-    for step in steps:
-        if isinstance(step, Ensemble):
-            for member in step.members:
-                found += choosers(member)
-        elif isinstance(step, Switch):
-            found.append(step.chooser)
-            for branch in step.branches:
-                found += choosers(branch)
-    return found
+    return [runtime for runtime, chooser in _walk(steps) if chooser]
 
 
 def is_linear(steps: Sequence[Step]) -> bool:
