@@ -89,6 +89,20 @@ class Engine:
         only the calling thread, with the GIL released; RuntimeError when not running.
         """
 
+    def submit(self, path: str, payload: bytes, timeout_ms: int, token: int) -> None:
+        """Start :meth:`call` without waiting; its answer comes out of :meth:`completions`.
+
+        ``token`` names the call in that answer. Every submitted call is answered exactly
+        once (503 when the engine stops first); RuntimeError when not running.
+        """
+
+    def completions(self, wait_ms: int) -> list[tuple[int, int, bytes]] | None:
+        """The ``(token, status, body)`` of the calls answered since the last look.
+
+        Waits up to ``wait_ms`` (GIL released) for the first one: an empty list when none
+        came. None once the engine has stopped and every answer has been taken.
+        """
+
     def shutdown(self, drain_timeout_ms: int) -> bool:
         """Drain (new requests 503) up to the timeout, then stop; True when nothing was left."""
 

@@ -46,6 +46,7 @@ class StagePlan:
             "num": runtime.num * runtime.threads,
             "max_batch_size": runtime.max_batch_size,
             "max_wait_time_ms": runtime.max_wait_time,
+            "wait_for_batch": runtime.wait_for_batch,
         }
 
 

@@ -29,6 +29,7 @@ class Runtime:
         *,
         threads: int = 1,
         cpus: Sequence[int | Sequence[int] | None] | None = None,
+        wait_for_batch: bool = True,
     ) -> None:
         """Describe a stage.
 
@@ -49,6 +50,10 @@ class Runtime:
             cpus: pins each process to CPUs with ``os.sched_setaffinity`` before its worker is
                 built: one entry per process (``None``: unpinned, an int, or a list of ints).
                 ``num`` is then ``len(cpus)`` (leave it at 1, or give the same number).
+            wait_for_batch: False: a batch never waits for items to come (``max_wait_time``
+                is not used); it is what is queued when a worker is free, up to
+                ``max_batch_size``, shared among the stage's workers. For a worker that runs
+                a batch's items one by one, so that many small items take one hop to it.
 
         Raises:
             TypeError: when ``worker`` is not a Worker subclass.
@@ -81,6 +86,7 @@ class Runtime:
         self.start_method = start_method
         self.env = env
         self.threads = threads
+        self.wait_for_batch = bool(wait_for_batch)
         #: Each process's CPUs (``None``: unpinned), or None when no process is pinned.
         self.cpus = pins
         Runtime._created += 1

@@ -322,6 +322,7 @@ class Server:
                 client.close()
                 supervisor.request_stop()
                 thread.join()
+                client.join()
         finally:
             supervisor.restore_signal_handlers()
             shutil.rmtree(socket_dir, ignore_errors=True)

@@ -2,7 +2,8 @@
 //!
 //! Each stage has one multi-consumer queue; every worker link of the stage pulls its own batches
 //! from it. A batch closes when it holds `max_batch_size` items or `max_wait` after its first
-//! item arrived, whichever comes first.
+//! item arrived, whichever comes first ([`collect`]); a stage that does not wait for batches
+//! takes what is queued when its worker is free, its share of it ([`take_queued`]).
 
 use std::time::Duration;
 
@@ -85,6 +86,42 @@ pub async fn collect(
     Some(opened)
 }
 
+/// The payload bytes past which [`take_queued`] takes no more items: it is for many small
+/// items, and large ones gain nothing from sharing a frame (they would only wait for each
+/// other and make the frame big).
+pub const QUEUED_BATCH_BYTES: usize = 1 << 20;
+
+/// Fills `batch` (which must start empty) with what is queued once an item is there, without
+/// waiting for more: at most `max_batch_size` items, at most this link's share of the queue
+/// (the items queued divided among the stage's `workers`, rounded up, so that a burst is
+/// spread over the stage's workers instead of taken by the first free one), and no more once
+/// the payloads reach [`QUEUED_BATCH_BYTES`].
+///
+/// For a stage whose worker runs its items one by one: many small items then cost one hop to
+/// the worker, not one each, and an idle queue adds no wait. Returns as [`collect`] does.
+pub async fn take_queued(
+    receiver: &Receiver<Queued>,
+    batch: &mut Vec<Queued>,
+    max_batch_size: usize,
+    workers: usize,
+) -> Option<Instant> {
+    let first = receiver.recv().await.ok()?;
+    batch.push(first);
+    let opened = Instant::now();
+    let share = (receiver.len() + 1).div_ceil(workers.max(1));
+    let mut bytes = batch[0].payload.len();
+    while batch.len() < max_batch_size.min(share) && bytes < QUEUED_BATCH_BYTES {
+        match receiver.try_recv() {
+            Ok(item) => {
+                bytes += item.payload.len();
+                batch.push(item);
+            }
+            Err(_) => break, // empty or closed: the batch is what was there
+        }
+    }
+    Some(opened)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +183,45 @@ mod tests {
         .await;
         assert!(cancelled.is_err());
         assert_eq!(batch, vec![item(1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn taking_what_is_queued_never_waits_and_leaves_the_other_workers_their_share() {
+        let queue = StageQueue::default();
+        (0..7).for_each(|i| queue.push(item(i)));
+        let start = Instant::now();
+        let mut first = Vec::new();
+        take_queued(&queue.receiver, &mut first, 32, 2).await;
+        // 7 queued for 2 workers: this one takes 4; of the 3 left, the next takes 2.
+        assert_eq!(first.iter().map(|q| q.task_id).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        let mut second = Vec::new();
+        take_queued(&queue.receiver, &mut second, 32, 2).await;
+        assert_eq!(second.iter().map(|q| q.task_id).collect::<Vec<_>>(), [4, 5]);
+        let mut third = Vec::new();
+        take_queued(&queue.receiver, &mut third, 32, 2).await;
+        assert_eq!(third.iter().map(|q| q.task_id).collect::<Vec<_>>(), [6]);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        (0..5).for_each(|i| queue.push(item(10 + i)));
+        let mut capped = Vec::new();
+        take_queued(&queue.receiver, &mut capped, 2, 1).await;
+        assert_eq!(capped.iter().map(|q| q.task_id).collect::<Vec<_>>(), [10, 11]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn taking_what_is_queued_stops_once_the_payloads_are_large() {
+        let queue = StageQueue::default();
+        let sized = |task_id, len| Queued { payload: Bytes::from(vec![0; len]), ..item(task_id) };
+        queue.push(sized(0, QUEUED_BATCH_BYTES / 2));
+        queue.push(sized(1, QUEUED_BATCH_BYTES / 2));
+        queue.push(sized(2, 10));
+        queue.push(sized(3, 10));
+        let mut batch = Vec::new();
+        take_queued(&queue.receiver, &mut batch, 32, 1).await;
+        assert_eq!(batch.iter().map(|q| q.task_id).collect::<Vec<_>>(), [0, 1]);
+        queue.push(sized(4, 3 * QUEUED_BATCH_BYTES));
+        let mut small_then_large = Vec::new();
+        take_queued(&queue.receiver, &mut small_then_large, 32, 1).await;
+        assert_eq!(small_then_large.iter().map(|q| q.task_id).collect::<Vec<_>>(), [2, 3, 4]);
     }
 
     #[tokio::test(start_paused = true)]

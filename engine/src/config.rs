@@ -72,6 +72,16 @@ pub struct StageConfig {
     /// How long a batch waits for more items after its first one, in milliseconds; 0 means
     /// the server's `wait_ms`.
     pub max_wait_time_ms: u64,
+    /// Whether a batch waits for more items (up to `max_wait_time_ms`). When false, a batch is
+    /// what is queued when a worker is free, shared among the stage's workers, with no wait:
+    /// for a stage whose worker runs items one by one and only wants fewer hops per item.
+    #[serde(default = "waits_for_batches")]
+    pub wait_for_batch: bool,
+}
+
+/// A stage's `wait_for_batch` when the config leaves it out: mosec's batching.
+fn waits_for_batches() -> bool {
+    true
 }
 
 /// One POST route and its pipeline.
@@ -341,6 +351,7 @@ mod tests {
                 num: 1,
                 max_batch_size: 1,
                 max_wait_time_ms: 0,
+                wait_for_batch: true,
             }],
             routes: vec![RouteConfig {
                 path: "/inference".into(),

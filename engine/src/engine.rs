@@ -231,20 +231,39 @@ impl Engine {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Outcome, EngineError> {
+        // Waited for on a plain channel, not `block_on`: a caller on any thread is fine.
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        self.submit(path, payload, timeout, move |outcome| {
+            let _ = answer.send(outcome);
+        })?;
+        Ok(answered.recv().unwrap_or_else(|_| Outcome::error(503, STOPPED)))
+    }
+
+    /// [`Self::call`] without waiting: the request starts now and `answer` gets its outcome,
+    /// on an engine thread, exactly once (503 when the engine stops before the request ends).
+    /// `answer` must not block: it runs on the engine's own threads.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] before start or after shutdown (`answer` is not called).
+    pub fn submit(
+        &self,
+        path: &str,
+        payload: Bytes,
+        timeout: Duration,
+        answer: impl FnOnce(Outcome) + Send + 'static,
+    ) -> Result<(), EngineError> {
         let (handle, shared) = {
             let running = self.running();
             let running = running.as_ref().ok_or(EngineError::NotRunning)?;
             (running.runtime.handle().clone(), running.shared.clone())
         };
-        // Waited for on a plain channel, not `block_on`: a caller on any thread is fine.
-        let (answer, answered) = std::sync::mpsc::sync_channel(1);
         let path = path.to_owned();
+        let answer = AnswerOnce(Some(answer));
         handle.spawn(async move {
             let outcome = request::call(&shared, &path, payload, timeout).await;
-            let _ = answer.send(outcome);
+            answer.send(outcome);
         });
-        // The runtime stopping drops the call before it answers.
-        Ok(answered.recv().unwrap_or_else(|_| Outcome::error(503, STOPPED)))
+        Ok(())
     }
 
     /// Drains and stops: new requests get 503, tasks in flight get up to `drain` to finish
@@ -292,6 +311,26 @@ impl Engine {
         }
         info!(drained, "engine stopped");
         drained
+    }
+}
+
+/// A submitted call's answer, given exactly once: by the request's end, or with 503 when the
+/// runtime drops the request first (the engine stopping).
+struct AnswerOnce<F: FnOnce(Outcome)>(Option<F>);
+
+impl<F: FnOnce(Outcome)> AnswerOnce<F> {
+    fn send(mut self, outcome: Outcome) {
+        if let Some(answer) = self.0.take() {
+            answer(outcome);
+        }
+    }
+}
+
+impl<F: FnOnce(Outcome)> Drop for AnswerOnce<F> {
+    fn drop(&mut self) {
+        if let Some(answer) = self.0.take() {
+            answer(Outcome::error(503, STOPPED));
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`state`]: what a running engine's parts share.
 //! - [`flow`]: a route's flow graph (stages, ensembles, switches) compiled for walking.
 //! - [`request`]: one client request, HTTP or in-process: admission, submission, deadline.
+//! - [`completions`]: outcomes of in-process calls submitted without waiting.
 //! - [`tasks`]: the task table, ids, and how a task moves through its flow.
 //! - [`batcher`]: per-stage queues and the dynamic batcher.
 //! - [`protocol`]: frames on the worker link (layout documented there).
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod batcher;
+pub mod completions;
 pub mod config;
 pub mod engine;
 pub mod error;

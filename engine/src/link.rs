@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, info, warn};
 
-use crate::batcher::{collect, Queued};
+use crate::batcher::{collect, take_queued, Queued};
 use crate::metrics::StageLabels;
 use crate::protocol::{
     read_frame, write_items, Frame, FrameKind, Hello, Item, ProtocolError, FLAG_REFERENCE,
@@ -182,12 +182,21 @@ impl Link<'_> {
         let max_batch_size = self.stage.config.max_batch_size;
         let mut batch: Vec<Queued> = Vec::with_capacity(max_batch_size);
         loop {
+            let receiver = &self.stage.queue.receiver;
+            let next_batch = async {
+                if self.stage.config.wait_for_batch {
+                    collect(receiver, &mut batch, max_batch_size, self.stage.max_wait).await
+                } else {
+                    let workers = self.stage.connected.load(Ordering::Acquire);
+                    take_queued(receiver, &mut batch, max_batch_size, workers).await
+                }
+            };
             let wake = tokio::select! {
                 () = stopped(&mut shutdown) => Wake::Shutdown,
                 // A worker never speaks while idle: a frame or an error now means it closed (or
                 // broke the protocol), so its queue items must go to another worker.
                 _ = self.frames.recv() => Wake::WorkerGone,
-                opened = collect(&self.stage.queue.receiver, &mut batch, max_batch_size, self.stage.max_wait) => Wake::Batch(opened),
+                opened = next_batch => Wake::Batch(opened),
             };
             let opened = match wake {
                 Wake::Batch(Some(opened)) => opened,

@@ -171,6 +171,7 @@ mod tests {
             num: 1,
             max_batch_size: 4,
             max_wait_time_ms,
+            wait_for_batch: true,
         };
         let config = Config { wait_ms: 7, stages: vec![stage(0), stage(20)], ..Config::default() };
         let shared = Shared::new(config, Documents::default(), Arc::new(Stores::new(None, None)));

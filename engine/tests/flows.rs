@@ -86,6 +86,7 @@ impl Harness {
                 num: 1,
                 max_batch_size: 4,
                 max_wait_time_ms: 2,
+                wait_for_batch: true,
             })
             .collect();
         let config = Config {

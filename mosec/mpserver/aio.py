@@ -1,7 +1,8 @@
 """``AsyncServer``: mpservice's asynchronous server over the mosec engine.
 
-Each call runs the engine's blocking call on a pool thread and awaits it, so the event loop
-never blocks; starting and stopping run on the loop's default executor. Admission follows
+Each call is submitted to the engine without waiting and its answer awaited, so the event loop
+never blocks and no thread waits per call; starting and stopping run on the loop's default
+executor. Admission follows
 :class:`~mosec.mpserver.Server`'s rule with a queue of waiting futures: a finished call hands
 its place in the backlog to the first waiter.
 """
@@ -36,7 +37,6 @@ class AsyncServer(ServerBase):
         """Describe the server (see :class:`~mosec.mpserver.core.ServerBase`)."""
         super().__init__(servlet, capacity=capacity)
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> AsyncServer:
@@ -47,20 +47,11 @@ class AsyncServer(ServerBase):
         """
         self._loop = asyncio.get_running_loop()
         await self._loop.run_in_executor(None, self._backend.start)
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            self._capacity, thread_name_prefix="mpserver-call"
-        )
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
         """Stop the workers (after the calls in flight) and the engine."""
-        pool, self._pool = self._pool, None
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(None, self._backend.stop)
-        finally:
-            if pool is not None:
-                await loop.run_in_executor(None, pool.shutdown)
+        await asyncio.get_running_loop().run_in_executor(None, self._backend.stop)
 
     async def call(self, x: Any, /, *, timeout: float = 60, backpressure: bool = True) -> Any:
         """Run one input through the servlet and return its result.
@@ -81,7 +72,8 @@ class AsyncServer(ServerBase):
         """
         t0 = perf_counter()
         await self._admit(t0, timeout, backpressure)
-        return await self._submit(x, t0, timeout)
+        t1 = perf_counter()
+        return self._backend.result(await self._submit(x, t0, t1, timeout), t0, t1)
 
     async def stream(
         self,
@@ -108,9 +100,9 @@ class AsyncServer(ServerBase):
                     return
                 if isinstance(entry, StreamRaised):
                     raise entry.error
-                x, future = entry
+                x, future, t0, t1 = entry
                 try:
-                    y = await future
+                    y = self._backend.result(await future, t0, t1)
                 except Exception as err:
                     if not return_exceptions:
                         raise
@@ -135,36 +127,36 @@ class AsyncServer(ServerBase):
         loop = asyncio.get_running_loop()
         try:
             async for x in data_stream:
-                t0 = perf_counter()
+                t0 = t1 = perf_counter()
                 try:
                     item = x if preprocessor is None else preprocessor(x)
                     await self._admit(t0, timeout, False)
+                    t1 = perf_counter()
+                    future = self._submit(item, t0, t1, timeout)
                 except Exception as err:
-                    future: asyncio.Future[Any] = loop.create_future()
+                    future = loop.create_future()
                     future.set_exception(err)
-                else:
-                    future = self._submit(item, t0, timeout)
-                await lane.put((x, future))
+                await lane.put((x, future, t0, t1))
             await lane.put(StreamEnd())
         except Exception as err:  # the input raised (or is not async-iterable): so does the stream
             await lane.put(StreamRaised(err))
 
-    def _submit(self, x: Any, t0: float, timeout: float) -> asyncio.Future[Any]:
-        """Make an admitted item's call on a pool thread; its place is freed when it returns."""
-        pool = self._pool
-        if pool is None:
-            self._release()
-            raise RuntimeError("the server is not running: use it as an async context manager")
+    def _submit(self, x: Any, t0: float, t1: float, timeout: float) -> asyncio.Future[Any]:
+        """Submit an admitted item; its place is freed (on the loop) once it is answered.
+
+        Raises:
+            Exception: ``x`` cannot be sent (its place is freed already).
+        """
         try:
-            done = pool.submit(self._backend.call, x, t0, perf_counter(), timeout)
-        except RuntimeError:
+            done = self._backend.submit(x, t0, t1, timeout)
+        except BaseException:
             self._release()
             raise
         done.add_done_callback(self._release_soon)
         return asyncio.wrap_future(done)
 
     def _release_soon(self, _: concurrent.futures.Future[Any]) -> None:
-        """From the pool thread: free the place on the loop's thread."""
+        """From the engine's collector thread: free the place on the loop's thread."""
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits

@@ -1,15 +1,18 @@
 """What :class:`Server` and :class:`AsyncServer` share: the engine behind them, one call.
 
 :class:`Backend` turns the servlet into one mosec route (:mod:`mosec.mpserver.plan`), runs it
-with :meth:`mosec.Server.local` and makes one blocking call: the input pickled, the engine's
-answer turned back into the result or the exception. The engine owns the batching, the
-routing, the queues, the per-call deadline and the workers' lives; :class:`ServerBase` keeps
-mpservice's admission rule (``capacity``, ``backlog``, back-pressure), which the engine's own
-capacity (set to the same number) only backs up.
+with :meth:`mosec.Server.local` and makes one call: the input pickled, the engine's answer
+turned back into the result or the exception. A call blocks its thread; a submitted one does
+not (a stream's many items in flight come back through one collector thread, not a thread
+each). The engine owns the batching, the routing, the queues, the per-call deadline and the
+workers' lives; :class:`ServerBase` keeps mpservice's admission rule (``capacity``,
+``backlog``, back-pressure), which the engine's own capacity (set to the same number) only
+backs up.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime
 import multiprocessing
@@ -24,6 +27,7 @@ from typing import Any, Callable
 
 import mosec
 from mosec.flow import split_joined
+from mosec.local import LocalResponse
 from mosec.mpserver import plan
 from mosec.mpserver.errors import (
     PROTOCOL,
@@ -121,14 +125,42 @@ class Backend:
         Raises:
             Exception: the item's exception (its own type), ``TimeoutError`` past the deadline.
         """
+        data, remaining = self._request(x, t0, t1, timeout)
+        return self.result(self._running().call(data, ROUTE, timeout=remaining), t0, t1)
+
+    def submit(
+        self, x: Any, t0: float, t1: float, timeout: float
+    ) -> concurrent.futures.Future[LocalResponse]:
+        """:meth:`call` without waiting: the future gets the engine's answer.
+
+        :meth:`result` turns that answer into the result, or raises its exception.
+
+        Raises:
+            Exception: ``x`` cannot be pickled, or ``TimeoutError`` when its time is up already.
+        """
+        data, remaining = self._request(x, t0, t1, timeout)
+        return self._running().submit(data, ROUTE, timeout=remaining)
+
+    def _running(self) -> Any:
         client = self._client
         if client is None:
             raise RuntimeError("the server is not running: use it as a context manager")
+        return client
+
+    def _request(self, x: Any, t0: float, t1: float, timeout: float) -> tuple[bytes, float]:
+        """The call's body and the seconds left for it."""
         data = pickle.dumps(x, protocol=PROTOCOL)
         remaining = t0 + timeout - perf_counter()
         if remaining <= 0:
             raise _timeout(t0, t1)
-        answer = client.call(data, ROUTE, timeout=remaining)
+        return data, remaining
+
+    def result(self, answer: LocalResponse, t0: float, t1: float) -> Any:
+        """The result the engine's answer carries, or its exception raised.
+
+        Raises:
+            Exception: the item's exception (its own type), ``TimeoutError`` past the deadline.
+        """
         status, body = answer.status, answer.body
         if status == 200:
             if not self._joined:

@@ -1,7 +1,8 @@
 """From a servlet tree to a mosec route: stages, ensembles and switches for the engine.
 
 - ``ProcessServlet`` -> one :class:`mosec.Runtime` (``num`` = its process count, pinned by
-  ``cpus``), batching by the servlet's ``batch_size`` / ``batch_wait_time`` keywords;
+  ``cpus``), batching by the servlet's ``batch_size`` / ``batch_wait_time`` keywords, or, with
+  none, handed what is queued (``wait_for_batch=False``) and calling ``call`` item by item;
 - ``ThreadServlet`` -> one Runtime with ``threads=num_threads`` (one process of the engine);
 - ``SequentialServlet`` -> its members' steps, one after the other;
 - ``EnsembleServlet`` -> :class:`mosec.Ensemble`; ``SwitchServlet`` -> :class:`mosec.Switch`
@@ -42,6 +43,10 @@ from mosec.runtime import Runtime
 NO_FORWARD_TIMEOUT_S = 7 * 24 * 3600.0
 #: mpservice's ``batch_wait_time`` when batching and none is given, in seconds.
 DEFAULT_BATCH_WAIT_S = 0.01
+#: The most items the engine hands a non-batching stage at once: what is queued when a worker
+#: is free (no wait), each item still given to ``call`` on its own. Small items then cost one
+#: hop to the worker per batch, not one each, which is where mpservice's pipes are fast.
+ITEMS_PER_HOP = 64
 
 
 @dataclass
@@ -118,7 +123,7 @@ class _Builder:
     ) -> Runtime:
         cls = servlet.worker_cls
         kwargs = servlet.init_kwargs
-        size, wait_ms = _batching(kwargs)
+        size, wait_ms, waits = _batching(kwargs)
         threads = isinstance(servlet, ThreadServlet)
         kind = "thread" if threads else "process"
         base_name = servlet.worker_name or f"{cls.__name__}-{kind}"
@@ -128,7 +133,6 @@ class _Builder:
             cpus=None if isinstance(servlet, ThreadServlet) else list(servlet.cpus),
             base_name=base_name,
             threads=threads,
-            batched=size > 1,
             enclosing=enclosing,
             report_dir=self.report_dir,
         )
@@ -136,6 +140,7 @@ class _Builder:
         common: dict[str, Any] = {
             "max_batch_size": size,
             "max_wait_time": wait_ms,
+            "wait_for_batch": waits,
             "timeout": NO_FORWARD_TIMEOUT_S,
         }
         if isinstance(servlet, ThreadServlet):
@@ -148,8 +153,10 @@ class _Builder:
         )
 
 
-def _batching(kwargs: dict[str, Any]) -> tuple[int, int]:
-    """The engine's ``max_batch_size`` and ``max_wait_time`` (ms) from the servlet's keywords.
+def _batching(kwargs: dict[str, Any]) -> tuple[int, int, bool]:
+    """The engine's ``max_batch_size``, ``max_wait_time`` (ms) and ``wait_for_batch``.
+
+    From the servlet's keywords: its batching, or none (what is queued, item by item).
 
     A worker that fixes its ``batch_size`` in its own ``__init__`` is served right whatever
     this says (the stage splits or wraps what the engine hands it), but only the keyword makes
@@ -157,12 +164,12 @@ def _batching(kwargs: dict[str, Any]) -> tuple[int, int]:
     """
     size = kwargs.get("batch_size") or 0
     if not isinstance(size, int) or size <= 1:
-        return 1, 0
+        return ITEMS_PER_HOP, 0, False
     wait = kwargs.get("batch_wait_time")
     seconds = DEFAULT_BATCH_WAIT_S if wait is None else float(wait)
     # The engine reads 0 as "the server's default"; mpservice's 0 is "what is queued now",
     # which the shortest wait the engine knows comes closest to.
-    return size, max(1, round(seconds * 1000))
+    return size, max(1, round(seconds * 1000)), True
 
 
 def _stage_name(name: str) -> str:

@@ -2,8 +2,9 @@
 
 ``call`` blocks its own thread only (the engine works with the GIL released), so any number of
 threads may call at once. ``stream`` keeps up to ``capacity`` items in flight: a feeder thread
-reads the input, admits each item (waiting for room, as ``backpressure=False``) and hands it to a
-pool thread that makes the call; the generator yields the results in input order.
+reads the input, admits each item (waiting for room, as ``backpressure=False``) and submits it
+to the engine without waiting; the generator yields the results in input order as the engine's
+answers come back.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ class Server(ServerBase):
         """Describe the server (see :class:`~mosec.mpserver.core.ServerBase`)."""
         super().__init__(servlet, capacity=capacity)
         self._room = threading.Condition()
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __enter__(self) -> Server:
         """Start every worker; returns once each worker's ``__init__`` finished.
@@ -48,19 +48,11 @@ class Server(ServerBase):
             Exception: what a worker's ``__init__`` raised, with its type.
         """
         self._backend.start()
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            self._capacity, thread_name_prefix="mpserver-call"
-        )
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         """Stop the workers (after the calls in flight) and the engine."""
-        pool, self._pool = self._pool, None
-        try:
-            self._backend.stop()
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+        self._backend.stop()
 
     def call(self, x: Any, /, *, timeout: float = 60, backpressure: bool = True) -> Any:
         """Run one input through the servlet and return its result.
@@ -78,7 +70,10 @@ class Server(ServerBase):
         """
         t0 = perf_counter()
         self._admit(t0, timeout, backpressure)
-        return self._admitted(x, t0, perf_counter(), timeout)
+        try:
+            return self._backend.call(x, t0, perf_counter(), timeout)
+        finally:
+            self._release()
 
     def stream(
         self,
@@ -130,9 +125,9 @@ class Server(ServerBase):
                     return
                 if isinstance(entry, StreamRaised):
                     raise entry.error
-                x, future = entry
+                x, future, t0, t1 = entry
                 try:
-                    y = future.result()
+                    y = self._backend.result(future.result(), t0, t1)
                 except Exception as err:
                     if not return_exceptions:
                         raise
@@ -158,37 +153,33 @@ class Server(ServerBase):
             for x in data_stream:
                 if stop.is_set():
                     return
-                t0 = perf_counter()
-                future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+                t0 = t1 = perf_counter()
                 try:
                     item = x if preprocessor is None else preprocessor(x)
                     if not self._admit(t0, timeout, False, stop):
                         return
                 except Exception as err:
-                    future.set_exception(err)
+                    future = _failed(err)
                 else:
-                    future = self._submit(item, t0, timeout)
-                if not _put(lane, (x, future), stop):
+                    t1 = perf_counter()
+                    future = self._submit(item, t0, t1, timeout)
+                if not _put(lane, (x, future, t0, t1), stop):
                     return
             _put(lane, StreamEnd(), stop)
         except BaseException as err:  # the user's iterator raised: so does the stream
             _put(lane, StreamRaised(err), stop)
 
-    def _submit(self, item: Any, t0: float, timeout: float) -> concurrent.futures.Future[Any]:
-        """Make an admitted item's call on a pool thread."""
-        pool = self._pool
-        if pool is None:
-            self._release()
-            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-            future.set_exception(RuntimeError("the server is not running"))
-            return future
-        return pool.submit(self._admitted, item, t0, perf_counter(), timeout)
-
-    def _admitted(self, x: Any, t0: float, t1: float, timeout: float) -> Any:
+    def _submit(
+        self, item: Any, t0: float, t1: float, timeout: float
+    ) -> concurrent.futures.Future[Any]:
+        """Submit an admitted item; its place in the backlog is freed once it is answered."""
         try:
-            return self._backend.call(x, t0, t1, timeout)
-        finally:
+            future = self._backend.submit(item, t0, t1, timeout)
+        except Exception as err:
             self._release()
+            return _failed(err)
+        future.add_done_callback(lambda _: self._release())
+        return future
 
     def _admit(
         self, t0: float, timeout: float, backpressure: bool, stop: threading.Event | None = None
@@ -218,6 +209,13 @@ class Server(ServerBase):
             self._backlog -= 1
             # Every waiter looks: one may be a stopped stream's feeder that takes no place.
             self._room.notify_all()
+
+
+def _failed(error: BaseException) -> concurrent.futures.Future[Any]:
+    """A stream item that failed before it was sent."""
+    future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+    future.set_exception(error)
+    return future
 
 
 def _put(lane: queue.Queue[Any], entry: Any, stop: threading.Event) -> bool:

@@ -69,7 +69,6 @@ class StageParams:
         cpus: each process's ``cpu_affinity`` (process servlets), or None (threads, others).
         base_name: the prefix of the process (or thread) names, mpservice's.
         threads: whether the workers are a thread servlet's (no ``cpu_affinity``).
-        batched: whether the engine hands this stage lists (its ``max_batch_size > 1``).
         enclosing: the ensembles around the stage, innermost first.
         report_dir: where a worker whose ``__init__`` raised leaves the packed exception.
     """
@@ -79,7 +78,6 @@ class StageParams:
     cpus: list[Any] | None = None
     base_name: str = ""
     threads: bool = False
-    batched: bool = False
     enclosing: tuple[Enclosing, ...] = ()
     report_dir: str | None = None
 
@@ -208,14 +206,13 @@ class ServletStage(_Stage):
         except Exception:
             logger.exception("%s.cleanup() raised", type(self._mp_worker).__name__)
 
-    def forward(self, data: Any) -> Any:
-        """Run the items through ``preprocess`` and ``call``; a failure stays with its item."""
-        if self._mp_params.batched:
-            return self._mp_run(data)
-        (result,) = self._mp_run([data])
-        if isinstance(result, _Failure):
-            raise result.error
-        return result
+    def forward(self, data: list[Any]) -> list[Any]:
+        """Run the items through ``preprocess`` and ``call``; a failure stays with its item.
+
+        The engine always hands this stage a list (a batch, or what was queued for a servlet
+        that does not batch: see :mod:`mosec.mpserver.plan`).
+        """
+        return self._mp_run(data)
 
     def _mp_run(self, items: list[Any]) -> list[Any]:
         results: list[Any] = [None] * len(items)

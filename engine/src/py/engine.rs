@@ -1,18 +1,23 @@
 //! The `Engine` Python class: a thin shell over [`crate::Engine`] that releases the GIL for
 //! every call that may block.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
+use crate::completions::Completions;
 use crate::{Config, Engine};
 
 /// The controller, running on its own threads once started.
 #[pyclass(name = "Engine", module = "mosec._engine", frozen)]
 pub struct PyEngine {
     inner: Engine,
+    /// Outcomes of calls made with `submit`, collected by `completions`.
+    completions: Arc<Completions>,
 }
 
 #[pymethods]
@@ -20,7 +25,7 @@ impl PyEngine {
     #[new]
     fn new(config_json: &str) -> PyResult<Self> {
         let config = Config::from_json(config_json).map_err(crate::EngineError::from)?;
-        Ok(Self { inner: Engine::new(config)? })
+        Ok(Self { inner: Engine::new(config)?, completions: Arc::default() })
     }
 
     /// Binds the HTTP port and worker socket and starts serving.
@@ -67,18 +72,55 @@ impl PyEngine {
         &self,
         py: Python<'py>,
         path: &str,
-        payload: &[u8],
+        payload: PyBackedBytes,
         timeout_ms: u64,
     ) -> PyResult<(u16, Bound<'py, PyBytes>)> {
-        // Copied while the GIL still guards the Python bytes.
-        let payload = Bytes::copy_from_slice(payload);
+        // The Python bytes object itself backs the payload: no copy.
+        let payload = Bytes::from_owner(payload);
         let timeout = Duration::from_millis(timeout_ms);
         let outcome = py.detach(|| self.inner.call(path, payload, timeout))?;
         Ok((outcome.status, PyBytes::new(py, &outcome.body)))
     }
 
+    /// Starts `call` without waiting: its `(token, status, body)` comes out of
+    /// `completions` once it is answered (503 if the engine stops first).
+    fn submit(
+        &self,
+        path: &str,
+        payload: PyBackedBytes,
+        timeout_ms: u64,
+        token: u64,
+    ) -> PyResult<()> {
+        let completions = self.completions.clone();
+        let timeout = Duration::from_millis(timeout_ms);
+        self.inner.submit(path, Bytes::from_owner(payload), timeout, move |outcome| {
+            completions.push(token, outcome);
+        })?;
+        Ok(())
+    }
+
+    /// The `(token, status, body)` of every submitted call answered since the last look,
+    /// waiting up to `wait_ms` for one (an empty list when none came); None once the engine
+    /// has stopped and every answer has been taken.
+    fn completions<'py>(
+        &self,
+        py: Python<'py>,
+        wait_ms: u64,
+    ) -> Option<Vec<(u64, u16, Bound<'py, PyBytes>)>> {
+        let taken = py.detach(|| self.completions.take(Duration::from_millis(wait_ms)))?;
+        Some(
+            taken
+                .into_iter()
+                .map(|(token, outcome)| (token, outcome.status, PyBytes::new(py, &outcome.body)))
+                .collect(),
+        )
+    }
+
     /// Drains (up to `drain_timeout_ms`) and stops; true when nothing was left unfinished.
     fn shutdown(&self, py: Python<'_>, drain_timeout_ms: u64) -> bool {
-        py.detach(|| self.inner.shutdown(Duration::from_millis(drain_timeout_ms)))
+        let drained = py.detach(|| self.inner.shutdown(Duration::from_millis(drain_timeout_ms)));
+        // Every submitted call has been answered by now (a stopped runtime answers 503).
+        self.completions.close();
+        drained
     }
 }
