@@ -239,9 +239,10 @@ impl Engine {
         Ok(answered.recv().unwrap_or_else(|_| Outcome::error(503, STOPPED)))
     }
 
-    /// [`Self::call`] without waiting: the request starts now and `answer` gets its outcome,
-    /// on an engine thread, exactly once (503 when the engine stops before the request ends).
-    /// `answer` must not block: it runs on the engine's own threads.
+    /// [`Self::call`] without waiting: the request is admitted and queued now, and `answer`
+    /// gets its outcome exactly once (503 when the engine stops before the request ends): on
+    /// this thread for a call refused at once, else on an engine thread. `answer` must not
+    /// block: it may run on the engine's own threads.
     ///
     /// # Errors
     /// [`EngineError::NotRunning`] before start or after shutdown (`answer` is not called).
@@ -257,12 +258,15 @@ impl Engine {
             let running = running.as_ref().ok_or(EngineError::NotRunning)?;
             (running.runtime.handle().clone(), running.shared.clone())
         };
-        let path = path.to_owned();
         let answer = AnswerOnce(Some(answer));
-        handle.spawn(async move {
-            let outcome = request::call(&shared, &path, payload, timeout).await;
-            answer.send(outcome);
-        });
+        // Admitted and queued here, so that the drain of a shutdown starting after this
+        // returns waits for the call; only the wait for its outcome runs on the engine.
+        match request::start_call(&shared, path, payload, timeout) {
+            Ok(started) => {
+                handle.spawn(async move { answer.send(started.finish(&shared).await) });
+            }
+            Err(refused) => answer.send(refused),
+        }
         Ok(())
     }
 

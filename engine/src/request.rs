@@ -88,6 +88,11 @@ pub async fn run(
     timeout: Duration,
 ) -> Outcome {
     let (_guard, outcome) = submit(body, route, shared, request_id, None);
+    wait(outcome, timeout).await
+}
+
+/// A task's outcome, or 408 once `timeout` has passed.
+async fn wait(outcome: oneshot::Receiver<Outcome>, timeout: Duration) -> Outcome {
     match tokio::time::timeout(timeout, outcome).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_dropped)) => Outcome::error(500, "inference internal error"),
@@ -102,28 +107,70 @@ pub async fn run(
 /// A path with no route is 404; a streaming route is 400, since a call has no event stream
 /// to deliver its events to.
 pub async fn call(shared: &Shared, path: &str, body: Bytes, timeout: Duration) -> Outcome {
-    let Some(route) = shared.routes.get(path) else {
-        return Outcome::error(404, format!("not found: no route {path}"));
-    };
+    match start_call(shared, path, body, timeout) {
+        Ok(started) => started.finish(shared).await,
+        Err(refused) => refused,
+    }
+}
+
+/// An in-process call admitted and queued, not answered yet.
+pub struct StartedCall {
+    path: String,
+    started: Instant,
+    timeout: Duration,
+    /// Removes the task on every end; the permit is its place in the capacity.
+    guard: TaskGuard,
+    _permit: OwnedSemaphorePermit,
+    outcome: oneshot::Receiver<Outcome>,
+}
+
+/// The first half of [`call`], which needs no runtime: admits the call and queues its task
+/// now, on the calling thread, so that a call started before a drain begins is one the drain
+/// waits for. The refusal (already counted in the metrics) otherwise.
+///
+/// # Errors
+/// The outcome of a call refused at once: 404, 400, 503, 429, 413.
+pub fn start_call(
+    shared: &Shared,
+    path: &str,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<StartedCall, Outcome> {
     let started = Instant::now();
-    let outcome = if route.stream {
-        Outcome::error(
+    let refuse = |outcome: Outcome| Err(record(shared, path, started, outcome));
+    let Some(route) = shared.routes.get(path) else {
+        return refuse(Outcome::error(404, format!("not found: no route {path}")));
+    };
+    if route.stream {
+        return refuse(Outcome::error(
             400,
             format!("bad request: route {path} streams events, which a call cannot receive"),
-        )
-    } else {
-        match admit(shared) {
-            Err(refusal) => refusal.into(),
-            Ok(_permit) if body.len() > shared.config.max_request_size => {
-                too_large(shared.config.max_request_size).into()
-            }
-            Ok(_permit) => {
-                let timeout = if timeout.is_zero() { deadline(shared) } else { timeout };
-                let request_id = Bytes::from(uuid::Uuid::new_v4().simple().to_string());
-                run(body, route, shared, &request_id, timeout).await
-            }
+        ));
+    }
+    let permit = match admit(shared) {
+        Err(refusal) => return refuse(refusal.into()),
+        Ok(_) if body.len() > shared.config.max_request_size => {
+            return refuse(too_large(shared.config.max_request_size).into())
         }
+        Ok(permit) => permit,
     };
+    let timeout = if timeout.is_zero() { deadline(shared) } else { timeout };
+    let request_id = Bytes::from(uuid::Uuid::new_v4().simple().to_string());
+    let (guard, outcome) = submit(body, route, shared, &request_id, None);
+    Ok(StartedCall { path: path.to_owned(), started, timeout, guard, _permit: permit, outcome })
+}
+
+impl StartedCall {
+    /// Waits for the call's outcome, up to its deadline, and counts it.
+    pub async fn finish(self, shared: &Shared) -> Outcome {
+        let outcome = wait(self.outcome, self.timeout).await;
+        drop(self.guard);
+        record(shared, &self.path, self.started, outcome)
+    }
+}
+
+/// Counts a call's outcome in the metrics as an HTTP response to `path` would be.
+fn record(shared: &Shared, path: &str, started: Instant, outcome: Outcome) -> Outcome {
     let status = status_from_worker(outcome.status).as_u16();
     if status == 200 {
         let total = shared.metrics.process_duration.get_or_create(&StageLabels::total());
