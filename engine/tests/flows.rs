@@ -86,6 +86,7 @@ impl Harness {
                 num: 1,
                 max_batch_size: 4,
                 max_wait_time_ms: 2,
+                forward_timeout_ms: 0,
             })
             .collect();
         let config = Config {
