@@ -34,6 +34,13 @@ fn start(name: &str) -> (Engine, u16, PathBuf) {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let socket = std::env::temp_dir()
         .join(format!("mosec-test-stuck-{name}-{}-{nanos}.sock", std::process::id()));
+    // From JSON, as Python sends it: the fields this test does not care about take their
+    // defaults.
+    let stage: StageConfig = serde_json::from_value(serde_json::json!({
+        "name": "Model_1", "num": 1, "max_batch_size": 1, "max_wait_time_ms": 1,
+        "forward_timeout_ms": FORWARD_TIMEOUT_MS,
+    }))
+    .unwrap();
     let config = Config {
         address: "127.0.0.1".into(),
         port: 0,
@@ -42,13 +49,7 @@ fn start(name: &str) -> (Engine, u16, PathBuf) {
         stuck_grace_ms: GRACE_MS,
         socket_path: socket.display().to_string(),
         engine_threads: 1,
-        stages: vec![StageConfig {
-            name: "Model_1".into(),
-            num: 1,
-            max_batch_size: 1,
-            max_wait_time_ms: 1,
-            forward_timeout_ms: FORWARD_TIMEOUT_MS,
-        }],
+        stages: vec![stage],
         routes: vec![RouteConfig {
             path: "/inference".into(),
             stages: vec![0],
