@@ -112,6 +112,19 @@ class Engine:
     def arena_path(self) -> str | None:
         """Path of the shared-memory arena file, or None when no stage uses the arena."""
 
+    def stuck_workers_fd(self) -> int:
+        """A descriptor readable while stuck workers wait to be taken; valid until shutdown.
+
+        RuntimeError when not running.
+        """
+
+    def stuck_workers(self) -> list[tuple[int, int, int, int]]:
+        """Workers busy past their forward timeout plus the grace, found since the last call.
+
+        Each is ``(stage index, worker id, pid, busy ms)``; its link waits for it to be
+        killed, its tasks have had 500.
+        """
+
 @final
 class ArenaClient:
     """A worker's handle on the server's arena: allocation and validation in Rust.

@@ -9,6 +9,7 @@ A route streams server-sent events when the worker of its last stage is an ``SSE
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,12 +35,20 @@ class StagePlan:
     #: Whether the stage chooses a Switch's branch (its workers answer branch indices).
     chooser: bool = False
 
-    def engine_config(self) -> dict[str, Any]:
+    def engine_config(self, forward_timeout_s: float) -> dict[str, Any]:
         """The stage's entry in the engine config.
 
-        The engine reads a ``max_wait_time`` of 0 as the server's ``--wait``.
+        The engine reads a ``max_wait_time`` of 0 as the server's ``--wait``, and counts a
+        worker busy past its forward timeout plus a grace as stuck (to be killed and restarted).
+
+        Args:
+            forward_timeout_s: the workers' ``forward`` timeout
+                (:meth:`mosec.config.ServerConfig.forward_timeout_s`).
         """
         runtime = self.runtime
+        # A thread stage's workers have no forward timeout (coordinator: only the main thread
+        # gets the alarm), so none of them is ever stuck past one.
+        timed = forward_timeout_s > 0 and runtime.threads == 1
         return {
             "name": runtime.name,
             # One link per thread of each process: the engine batches for each of them.
@@ -47,6 +56,7 @@ class StagePlan:
             "max_batch_size": runtime.max_batch_size,
             "max_wait_time_ms": runtime.max_wait_time,
             "wait_for_batch": runtime.wait_for_batch,
+            "forward_timeout_ms": math.ceil(forward_timeout_s * 1000) if timed else 0,
         }
 
 

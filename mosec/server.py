@@ -235,7 +235,10 @@ class Server:
                         socket_path=socket_path,
                         openapi=document,
                         swagger_dir=openapi.swagger_dir(),
-                        stages=[stage.engine_config() for stage in stages],
+                        stages=[
+                            stage.engine_config(config.forward_timeout_s(stage.runtime.timeout))
+                            for stage in stages
+                        ],
                         routes=routes,
                         **stores,
                     )

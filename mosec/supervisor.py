@@ -2,8 +2,16 @@
 
 After the engine has started, the supervisor spawns ``num`` processes per stage and then sleeps in
 one ``multiprocessing.connection.wait`` on: each worker's exit sentinel, each worker's "connected"
-pipe, each daemon's exit descriptor (a pidfd for a ``Popen``) and a pipe that the signal module
-writes to on SIGINT/SIGTERM (``signal.set_wakeup_fd``). Nothing polls.
+pipe, each daemon's exit descriptor (a pidfd for a ``Popen``), the engine's stuck-worker
+descriptor and a pipe that the signal module writes to on SIGINT/SIGTERM
+(``signal.set_wakeup_fd``). Nothing polls.
+
+Stuck workers: the engine times each batch a worker holds, and reports a worker still busy past
+its forward timeout plus the engine's ``stuck_grace_ms`` (its ``forward`` swallowed the timeout, or
+sits in a C call); it has already answered that batch's requests with 500. The supervisor owns the
+processes, so it does the killing: it SIGKILLs the reported worker, only when the pid is that of its
+own live child in that stage (an unreaped child's pid cannot have been reused), and the death is
+then restarted like any crash.
 
 Restart rule: a worker that dies is restarted (the engine has already failed the requests it held
 with 500). A death counts as a failed start when the worker never connected or lived less than
@@ -151,6 +159,7 @@ class Supervisor:
             for stage in stages
             for worker_id in range(1, stage.runtime.num + 1)
         ]
+        self._stuck_fd: int = engine.stuck_workers_fd()
         code = EXIT_FAILED
         try:
             for slot in self._slots:
@@ -182,13 +191,15 @@ class Supervisor:
             if self._stop_requested:
                 logger.info("asked to stop, shutting down")
                 return EXIT_OK
-            waitables: list[Any] = [self._wake_read]
+            waitables: list[Any] = [self._wake_read, self._stuck_fd]
             waitables += [slot.reader for slot in self._slots if slot.reader is not None]
             waitables += [slot.process.sentinel for slot in self._slots if slot.process]
             waitables += self._daemons
             ready = set(wait(waitables, timeout=self._next_restart_in()))
             if self._wake_read in ready:
                 self._drain_wake_pipe()
+            if self._stuck_fd in ready:
+                self._kill_stuck()
             for daemon in self._daemons:
                 if daemon in ready:
                     self._on_daemon_exit(daemon)
@@ -227,6 +238,33 @@ class Supervisor:
             failed,
             extra={"daemon": daemon.name},
         )
+
+    def _kill_stuck(self) -> None:
+        """SIGKILL the workers the engine found stuck; their deaths restart them as crashes."""
+        for stage_index, worker_id, pid, busy_ms in self._engine.stuck_workers():
+            slot = next(
+                (
+                    slot
+                    for slot in self._slots
+                    if slot.stage.index == stage_index
+                    and slot.process is not None
+                    and slot.process.pid == pid
+                ),
+                None,
+            )
+            if slot is None or slot.process is None:
+                logger.debug("stuck worker %d (pid %d) has gone already", worker_id, pid)
+                continue
+            logger.warning(
+                "worker %s (pid %d) stuck in one batch for %.1fs, past its forward timeout of "
+                "%ss; its requests got 500, killing it to restart it",
+                slot.name,
+                pid,
+                busy_ms / 1000,
+                self._config.forward_timeout_s(slot.stage.runtime.timeout),
+                extra={"worker": slot.name, "worker_pid": pid, "stuck_s": busy_ms / 1000},
+            )
+            slot.process.kill()
 
     def _next_restart_in(self) -> float | None:
         due = [slot.restart_at for slot in self._slots if slot.restart_at is not None]

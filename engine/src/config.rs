@@ -4,6 +4,8 @@
 //! [`Config::default`] (exported as `mosec._engine.default_config()`), then hands the finished
 //! config back as JSON. No default is written on the Python side.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// Everything the engine needs to run; field units are in their names or docs.
@@ -36,6 +38,11 @@ pub struct Config {
     pub compression: bool,
     /// Milliseconds between keep-alive comments on an idle event stream.
     pub sse_keepalive_ms: u64,
+    /// Milliseconds a worker may stay busy with one batch past its stage's
+    /// `forward_timeout_ms` before it counts as stuck (its `forward` swallowed the timeout,
+    /// or sits in a C call) and is reported to be killed and restarted. The time a forward
+    /// that was interrupted needs to return, with the stage's decoding and encoding around it.
+    pub stuck_grace_ms: u64,
     /// The OpenAPI document served at `/openapi/metadata.json` (JSON text; empty: none).
     pub openapi: String,
     /// Folder of the Swagger UI assets served under `/openapi/swagger/` (empty: none).
@@ -77,6 +84,23 @@ pub struct StageConfig {
     /// for a stage whose worker runs items one by one and only wants fewer hops per item.
     #[serde(default = "waits_for_batches")]
     pub wait_for_batch: bool,
+    /// The workers' own `forward` timeout in milliseconds (the `Runtime`'s, else the server's
+    /// `--timeout`), idle time for a streaming worker; 0: none (a thread stage), and then no
+    /// worker of the stage is ever counted stuck. See [`StageConfig::stuck_after`].
+    #[serde(default)]
+    pub forward_timeout_ms: u64,
+}
+
+impl StageConfig {
+    /// How long a worker of this stage may be busy with one batch (since the batch was sent,
+    /// or since its last stream event) before it counts as stuck: its forward timeout plus
+    /// `grace`. None when the stage has no forward timeout.
+    pub fn stuck_after(&self, grace: Duration) -> Option<Duration> {
+        match self.forward_timeout_ms {
+            0 => None,
+            timeout => Some(Duration::from_millis(timeout).saturating_add(grace)),
+        }
+    }
 }
 
 /// A stage's `wait_for_batch` when the config leaves it out: mosec's batching.
@@ -188,6 +212,7 @@ impl Default for Config {
             engine_threads: 0,
             compression: false,
             sse_keepalive_ms: 15_000,
+            stuck_grace_ms: 5_000,
             openapi: String::new(),
             swagger_dir: String::new(),
             use_arena: false,
@@ -235,6 +260,9 @@ impl Config {
         }
         if self.sse_keepalive_ms == 0 {
             return invalid("sse_keepalive_ms must be positive".into());
+        }
+        if self.stuck_grace_ms == 0 {
+            return invalid("stuck_grace_ms must be positive".into());
         }
         if !self.openapi.is_empty()
             && serde_json::from_str::<serde_json::Value>(&self.openapi).is_err()
@@ -352,6 +380,7 @@ mod tests {
                 max_batch_size: 1,
                 max_wait_time_ms: 0,
                 wait_for_batch: true,
+                forward_timeout_ms: 0,
             }],
             routes: vec![RouteConfig {
                 path: "/inference".into(),
@@ -376,6 +405,23 @@ mod tests {
         let config = Config::from_json(&json).unwrap();
         assert_eq!(config.port, 8000);
         assert_eq!(config.capacity, 1024);
+    }
+
+    #[test]
+    fn a_stage_with_a_forward_timeout_is_stuck_past_it_plus_the_grace() {
+        let mut stage = minimal().stages.remove(0);
+        let grace = Duration::from_millis(Config::default().stuck_grace_ms);
+        assert_eq!(stage.stuck_after(grace), None, "no forward timeout: never stuck");
+        stage.forward_timeout_ms = 1500;
+        assert_eq!(stage.stuck_after(grace), Some(Duration::from_millis(6500)));
+        let json = r#"{"name": "A", "num": 1, "max_batch_size": 1, "max_wait_time_ms": 0}"#;
+        let parsed: StageConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed.forward_timeout_ms, 0, "0 when left out");
+        let mut config = minimal();
+        config.stuck_grace_ms = 0;
+        assert!(
+            matches!(config.validate(), Err(ConfigError::Invalid(m)) if m.contains("stuck_grace_ms"))
+        );
     }
 
     #[test]

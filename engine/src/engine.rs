@@ -23,6 +23,7 @@ use crate::logging;
 use crate::refs::{release_redis_keys, Stores};
 use crate::request;
 use crate::state::Shared;
+use crate::stuck::{StuckReports, StuckWorker};
 use crate::tasks::Outcome;
 
 /// How long tasks failed at the end of a drain get to deliver their answer.
@@ -111,7 +112,8 @@ impl Engine {
             source,
         })?;
         let stores = Arc::new(self.open_stores(&runtime)?);
-        let shared = Arc::new(Shared::new(self.config.clone(), documents, stores));
+        let stuck = StuckReports::new().map_err(EngineError::Runtime)?;
+        let shared = Arc::new(Shared::new(self.config.clone(), documents, stores, stuck));
         runtime.spawn(serve_links(unix, shared.clone()));
         info!(address = %address, port, routes = shared.routes.len(), "engine started");
         *running = Some(Running { runtime, shared, http: Some(Http::Bound(tcp)), port });
@@ -207,6 +209,21 @@ impl Engine {
     /// Connected workers per stage (empty when not running).
     pub fn connected_workers(&self) -> Vec<usize> {
         self.running().as_ref().map(|r| r.shared.connected_workers()).unwrap_or_default()
+    }
+
+    /// The descriptor that is readable while stuck workers wait to be taken with
+    /// [`Engine::stuck_workers`]; valid until shutdown.
+    ///
+    /// # Errors
+    /// [`EngineError::NotRunning`] before start or after shutdown.
+    pub fn stuck_workers_fd(&self) -> Result<i32, EngineError> {
+        self.running().as_ref().map(|r| r.shared.stuck.fd()).ok_or(EngineError::NotRunning)
+    }
+
+    /// The workers found stuck past their forward timeout since the last call (see
+    /// `stuck.rs`); their links wait for them to be killed. Empty when not running.
+    pub fn stuck_workers(&self) -> Vec<StuckWorker> {
+        self.running().as_ref().map(|r| r.shared.stuck.take()).unwrap_or_default()
     }
 
     /// Answers every task in flight now with `status` and `message`; returns how many.

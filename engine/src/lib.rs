@@ -15,6 +15,7 @@
 //! - [`batcher`]: per-stage queues and the dynamic batcher.
 //! - [`protocol`]: frames on the worker link (layout documented there).
 //! - [`link`]: serving one worker process over its Unix socket.
+//! - [`stuck`]: workers busy past their forward timeout, reported to the supervisor.
 //! - [`refs`]: store references: which objects a task holds, released on any end.
 //! - [`http`]: routes, status mapping, responses.
 //! - [`metrics`]: Prometheus metrics.
@@ -39,6 +40,7 @@ pub mod protocol;
 pub mod refs;
 pub mod request;
 pub mod state;
+pub mod stuck;
 pub mod tasks;
 
 #[cfg(feature = "python")]

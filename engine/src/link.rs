@@ -4,6 +4,12 @@
 //! The worker reads its batch's arena inputs in place, so the link reports to the task table
 //! when the batch is answered and when the link ends: only then are the inputs of tasks
 //! removed meanwhile released (see `tasks.rs`).
+//!
+//! A worker busy with one batch past its stage's forward timeout plus `stuck_grace_ms` is
+//! stuck: the link fails the batch's tasks, reports the worker (`stuck.rs`) for the supervisor
+//! to kill, and then only waits for its socket to close. The link ends, and what the worker
+//! read or owned in the arena is released, once the process is gone, not while it may still
+//! be reading or writing there.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,7 +20,7 @@ use tokio::io::BufWriter;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
-use tokio::time::{timeout, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
 use crate::batcher::{collect, take_queued, Queued};
@@ -24,6 +30,7 @@ use crate::protocol::{
 };
 use crate::refs::{self, StoreObject};
 use crate::state::{stopped, Shared, Stage};
+use crate::stuck::StuckWorker;
 use crate::tasks::{Advance, Answer, Holder, Outcome, TaskId};
 
 /// How long a fresh connection may take to introduce itself.
@@ -143,6 +150,14 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
     );
 }
 
+/// Why a batch got no RESULT.
+enum Unanswered {
+    /// The worker went away or broke the protocol.
+    Broken(ProtocolError),
+    /// The worker was busy past its forward timeout plus the grace, for this long.
+    Stuck(Duration),
+}
+
 /// What interrupted waiting for a batch.
 enum Wake {
     Batch(Option<Instant>),
@@ -245,26 +260,58 @@ impl Link<'_> {
                     // After every task of the batch has had its result: see `batch_answered`.
                     self.shared.tasks.batch_answered(&self.holder);
                 }
-                Err(err) => {
+                Err(Unanswered::Broken(err)) => {
                     warn!(
                         stage = %self.stage.config.name, worker_pid = self.hello.pid, error = %err,
                         tasks = items.len(), "worker failed while holding a batch; its tasks get 500"
                     );
-                    let message = format!(
-                        "inference internal error: worker {} of stage {} exited",
-                        self.hello.worker_id, self.stage.config.name
-                    );
-                    for item in &items {
-                        let failed = Outcome::error(500, message.clone());
-                        // A member's failure may complete its ensemble: its parent goes on.
-                        if let Advance::Next(next) = self.shared.tasks.fail(item.task_id, failed) {
-                            self.shared.queue(next, &item.request_id);
-                        }
-                    }
+                    self.fail_batch(&items, "exited");
                     return "worker failed while holding a batch";
+                }
+                Err(Unanswered::Stuck(busy)) => {
+                    warn!(
+                        stage = %self.stage.config.name, worker_id = self.hello.worker_id,
+                        worker_pid = self.hello.pid, stuck_s = busy.as_secs_f64(),
+                        forward_timeout_ms = self.stage.config.forward_timeout_ms,
+                        tasks = items.len(),
+                        "worker stuck in a batch past its forward timeout; its tasks get 500, \
+                         and it is reported to the supervisor to be killed and restarted"
+                    );
+                    self.fail_batch(&items, "was stuck past its timeout");
+                    self.shared.stuck.report(StuckWorker {
+                        stage: self.hello.stage as usize,
+                        worker_id: self.hello.worker_id,
+                        pid: self.hello.pid,
+                        busy,
+                    });
+                    self.await_exit().await;
+                    return "worker stuck past its forward timeout";
                 }
             }
         }
+    }
+
+    /// Ends the tasks of a batch its worker will never answer with a 500 saying what became
+    /// of the worker (`what`).
+    fn fail_batch(&self, items: &[Item], what: &str) {
+        let message = format!(
+            "inference internal error: worker {} of stage {} {what}",
+            self.hello.worker_id, self.stage.config.name
+        );
+        for item in items {
+            let failed = Outcome::error(500, message.clone());
+            // A member's failure may complete its ensemble: its parent goes on.
+            if let Advance::Next(next) = self.shared.tasks.fail(item.task_id, failed) {
+                self.shared.queue(next, &item.request_id);
+            }
+        }
+    }
+
+    /// After giving up on a stuck worker: waits for its socket to close (the supervisor kills
+    /// it), dropping whatever it still sends. Its tasks are answered already; a late RESULT's
+    /// store objects are still the worker's, reclaimed once it is gone.
+    async fn await_exit(&mut self) {
+        while let Some(Ok(_)) = self.frames.recv().await {}
     }
 
     fn observe_batch(&self, size: usize, opened: Instant) {
@@ -278,7 +325,12 @@ impl Link<'_> {
 
     /// Waits for the RESULT of `sent`, passing stream events on and telling the worker about
     /// abandoned tasks meanwhile. Checks that the result answers exactly `sent`, in order.
-    async fn await_result(&mut self, sent: &[Item]) -> Result<Vec<Item>, ProtocolError> {
+    /// Gives up on a worker silent past its stage's `stuck_after` (an event re-arms it, as it
+    /// re-arms a streaming worker's own idle timeout).
+    async fn await_result(&mut self, sent: &[Item]) -> Result<Vec<Item>, Unanswered> {
+        let grace = Duration::from_millis(self.shared.config.stuck_grace_ms);
+        let stuck_after = self.stage.config.stuck_after(grace);
+        let mut busy_since = Instant::now();
         loop {
             let frame = tokio::select! {
                 frame = self.frames.recv() => frame,
@@ -286,24 +338,35 @@ impl Link<'_> {
                     self.send_cancel(task_id).await;
                     continue;
                 }
+                () = past(stuck_after.map(|after| busy_since + after)) => {
+                    return Err(Unanswered::Stuck(busy_since.elapsed()));
+                }
             };
             match frame {
                 Some(Ok(Frame::Items(FrameKind::Result, results))) => {
                     let same_tasks = results.len() == sent.len()
                         && results.iter().zip(sent).all(|(r, s)| r.task_id == s.task_id);
                     if !same_tasks {
-                        return Err(ProtocolError::Malformed("result does not match its batch"));
+                        let err = ProtocolError::Malformed("result does not match its batch");
+                        return Err(Unanswered::Broken(err));
                     }
                     return Ok(results);
                 }
                 Some(Ok(Frame::Items(FrameKind::Event, events))) => {
+                    busy_since = Instant::now();
                     for event in events {
                         self.shared.tasks.stream_event(event.task_id, event.status, event.payload);
                     }
                 }
-                Some(Ok(_)) => return Err(ProtocolError::Malformed("expected RESULT or EVENT")),
-                Some(Err(err)) => return Err(err),
-                None => return Err(ProtocolError::Malformed("worker link reader stopped")),
+                Some(Ok(_)) => {
+                    let err = ProtocolError::Malformed("expected RESULT or EVENT");
+                    return Err(Unanswered::Broken(err));
+                }
+                Some(Err(err)) => return Err(Unanswered::Broken(err)),
+                None => {
+                    let err = ProtocolError::Malformed("worker link reader stopped");
+                    return Err(Unanswered::Broken(err));
+                }
             }
         }
     }
@@ -363,5 +426,13 @@ impl Link<'_> {
             self.stage.queue.push(queued);
         }
         reason
+    }
+}
+
+/// Resolves at `deadline`; never without one.
+async fn past(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

@@ -16,6 +16,7 @@ use crate::flow::Flow;
 use crate::http::documents::Documents;
 use crate::metrics::Metrics;
 use crate::refs::Stores;
+use crate::stuck::StuckReports;
 use crate::tasks::{Advance, Dispatch, Outcome, TaskTable};
 
 /// A stage as the running engine sees it.
@@ -63,11 +64,18 @@ pub struct Shared {
     pub all_started: watch::Sender<bool>,
     /// Flips to true when the engine must stop; every loop watches it.
     pub shutdown: watch::Sender<bool>,
+    /// Workers the links found stuck, for the supervisor to kill.
+    pub stuck: StuckReports,
 }
 
 impl Shared {
     /// Builds the running state from a validated config and the documents it names.
-    pub fn new(config: Config, documents: Documents, stores: Arc<Stores>) -> Self {
+    pub fn new(
+        config: Config,
+        documents: Documents,
+        stores: Arc<Stores>,
+        stuck: StuckReports,
+    ) -> Self {
         let stages = config
             .stages
             .iter()
@@ -100,6 +108,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             all_started: watch::channel(false).0,
             shutdown: watch::channel(false).0,
+            stuck,
             config,
         }
     }
@@ -172,9 +181,12 @@ mod tests {
             max_batch_size: 4,
             max_wait_time_ms,
             wait_for_batch: true,
+            forward_timeout_ms: 0,
         };
         let config = Config { wait_ms: 7, stages: vec![stage(0), stage(20)], ..Config::default() };
-        let shared = Shared::new(config, Documents::default(), Arc::new(Stores::new(None, None)));
+        let stores = Arc::new(Stores::new(None, None));
+        let stuck = StuckReports::new().unwrap();
+        let shared = Shared::new(config, Documents::default(), stores, stuck);
         assert_eq!(shared.stages[0].max_wait, Duration::from_millis(7));
         assert_eq!(shared.stages[1].max_wait, Duration::from_millis(20));
     }

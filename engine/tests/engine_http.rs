@@ -44,6 +44,7 @@ fn start(name: &str, timeout_ms: u64, max_request_size: usize) -> (Engine, u16, 
             max_batch_size: 4,
             max_wait_time_ms: 5,
             wait_for_batch: true,
+            forward_timeout_ms: 0,
         }],
         routes: vec![RouteConfig {
             path: "/inference".into(),
@@ -200,6 +201,7 @@ fn a_taken_port_is_a_clear_error() {
         max_batch_size: 1,
         max_wait_time_ms: 0,
         wait_for_batch: true,
+        forward_timeout_ms: 0,
     });
     config.routes.push(RouteConfig {
         path: "/inference".into(),

@@ -87,6 +87,7 @@ impl Harness {
                 max_batch_size: 4,
                 max_wait_time_ms: 2,
                 wait_for_batch: true,
+                forward_timeout_ms: 0,
             })
             .collect();
         let config = Config {

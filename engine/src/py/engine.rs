@@ -60,6 +60,21 @@ impl PyEngine {
         self.inner.connected_workers()
     }
 
+    /// The descriptor readable while stuck workers wait to be taken; valid until shutdown.
+    fn stuck_workers_fd(&self) -> PyResult<i32> {
+        Ok(self.inner.stuck_workers_fd()?)
+    }
+
+    /// The workers found stuck since the last call: `(stage index, worker id, pid, busy ms)`.
+    fn stuck_workers(&self) -> Vec<(usize, u32, u32, u64)> {
+        let millis = |busy: Duration| u64::try_from(busy.as_millis()).unwrap_or(u64::MAX);
+        self.inner
+            .stuck_workers()
+            .into_iter()
+            .map(|w| (w.stage, w.worker_id, w.pid, millis(w.busy)))
+            .collect()
+    }
+
     /// Answers every task in flight with `status` and `message`; returns how many.
     fn fail_inflight(&self, status: u16, message: &str) -> usize {
         self.inner.fail_inflight(status, message)
