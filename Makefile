@@ -18,7 +18,7 @@ lint: ## rustfmt, clippy, ruff, mypy
 	$(PY) -m ruff check mosec tests examples benchmarks scripts
 	$(PY) -m ruff format --check mosec tests examples benchmarks scripts
 	$(PY) -m mypy
-	$(PY) -m mypy.stubtest mosec._engine
+	$(PY) -m mypy.stubtest mosec._engine --mypy-config-file pyproject.toml
 
 test-rust: ## Rust unit and integration tests
 	cargo test --workspace

@@ -6,6 +6,7 @@ from typing_extensions import Self
 
 __all__ = [
     "ARENA_REFERENCE_LEN",
+    "EVENT_STREAM_MIME",
     "FLAG_EGRESS",
     "FLAG_INGRESS",
     "FLAG_JOINED",
@@ -16,10 +17,13 @@ __all__ = [
     "KIND_EVENT",
     "KIND_HELLO",
     "KIND_RESULT",
+    "METRICS_MIME",
+    "REQUEST_ID_MAX_LEN",
     "RESERVED_PATHS",
     "RESERVED_PREFIX",
     "STORE_ARENA",
     "STORE_REDIS",
+    "TEXT_PLAIN_MIME",
     "ArenaClient",
     "Engine",
     "default_config",
@@ -49,6 +53,12 @@ STORE_REDIS: int
 ARENA_REFERENCE_LEN: int
 RESERVED_PATHS: list[str]
 RESERVED_PREFIX: str
+
+# What the HTTP side answers (engine/src/http/), for the OpenAPI document.
+TEXT_PLAIN_MIME: str
+METRICS_MIME: str
+EVENT_STREAM_MIME: str
+REQUEST_ID_MAX_LEN: int
 
 @final
 class Engine:

@@ -5,17 +5,22 @@ The engine serves it at ``GET /openapi/metadata.json`` and a Swagger UI page for
 
 - request body: the first worker's ``req_mime_type`` with the schema of ``forward``'s data
   annotation; as in mosec, an operation whose first worker leaves that parameter unannotated has
-  no ``requestBody``;
+  no ``requestBody``. The body is optional when the worker reads an empty body as ``{}`` (the
+  JSON and msgpack workers, as in mosec), required otherwise (the typed mixin answers 400);
 - 200: the last worker's ``resp_mime_type`` with the schema of ``forward``'s return annotation
   (no ``content`` when it has none), or ``text/event-stream`` when the route streams;
 - every error the server can answer, each a ``text/plain`` message: 400, 408, 413, 415, 422, 429
-  (with ``retry-after``), 500 and 503.
+  (with ``retry-after``), 500 and 503. A streaming route answers only the refusals made before
+  the stream starts (400, 413, 415, 429, 503); a later error is an event of the stream.
 
-Every response carries the request's ``x-request-id``. Schemas are made by msgspec's JSON Schema
-generator (JSON Schema 2020-12, which OpenAPI 3.1 uses) and shared under
-``components/schemas``. An annotation of a :class:`~mosec.mixin.TypedMsgPackMixin` worker must
-have a schema (the server does not start otherwise, since requests are decoded by it); any other
-worker's annotation that has none (a NumPy array, say) is left out with a warning.
+Every response carries an ``x-request-id``: the client's when it is sane, else a new one (a
+client's id is never refused, as mosec 0.9.8 refuses none; see ``engine/src/http/request_id.rs``).
+Schemas are made by msgspec's JSON Schema generator (JSON Schema 2020-12, which OpenAPI 3.1 uses)
+and shared under ``components/schemas``. An annotation of a
+:class:`~mosec.mixin.TypedMsgPackMixin` worker must have a schema (the server does not start
+otherwise, since requests are decoded by it); any other worker's annotation that has none (a
+NumPy array, say) is left out with a warning. ``tests/test_openapi_contract.py`` holds real
+servers to their documents with schemathesis.
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ import msgspec
 
 from mosec import _engine, flow, log
 from mosec.flow import Step
+from mosec.mixin.msgpack_worker import MsgpackMixin
 from mosec.mixin.typed_msgpack_worker import TypedMsgPackMixin
 from mosec.plan import is_streaming
 from mosec.runtime import Runtime
 from mosec.signature import forward_types
+from mosec.worker import Worker
 
 logger = log.get_logger("openapi")
 
@@ -41,7 +48,11 @@ _REF = "#/components/schemas/{name}"
 
 #: The errors every inference route can answer, by status: (component name, description).
 _ERRORS = {
-    "400": ("BadRequest", "The body cannot be decoded, or the worker raised ClientError."),
+    "400": (
+        "BadRequest",
+        "The body cannot be read or decoded (a corrupt gzip or zstd body, or one the worker "
+        "cannot decode), or the worker raised ClientError.",
+    ),
     "408": ("Timeout", "No answer within the server's --timeout (or the stage's timeout)."),
     "413": ("TooLarge", "The body is larger than the server's --max-request-size."),
     "415": (
@@ -62,7 +73,16 @@ _ERRORS = {
     "503": ("Unavailable", "The server is shutting down, or a stage has no worker."),
 }
 
+#: What a streaming route can answer besides its stream: the refusals made before it starts.
+_STREAM_ERRORS = ("400", "413", "415", "429", "503")
+
+#: The ``deserialize`` methods that read an empty body as ``{}`` (as mosec's do), so a route whose
+#: first worker uses one has an optional body. Any other (the typed mixin's answers 400, a custom
+#: one is unknown) keeps the body required.
+_EMPTY_BODY_IS_EMPTY_DICT = (Worker.deserialize, MsgpackMixin.deserialize)
+
 _REQUEST_ID_HEADER = {"$ref": "#/components/headers/RequestId"}
+_MAX_ID = _engine.REQUEST_ID_MAX_LEN
 
 
 def build(routes: dict[str, list[Step]]) -> dict[str, Any]:
@@ -83,11 +103,14 @@ def build(routes: dict[str, list[Step]]) -> dict[str, Any]:
     schema_of = dict(zip(typed.keys(), schemas))
     paths: dict[str, Any] = {
         "/": {
-            "get": _plain_get("readiness", "200 from the moment the port accepts.", "text/plain")
+            "get": _plain_get(
+                "readiness",
+                "200 from the moment the port accepts.",
+                _engine.TEXT_PLAIN_MIME,
+                ["503"],  # while the server drains
+            )
         },
-        "/metrics": {
-            "get": _plain_get("metrics", "Prometheus metrics.", "text/plain; version=0.0.4")
-        },
+        "/metrics": {"get": _plain_get("metrics", "Prometheus metrics.", _engine.METRICS_MIME, [])},
     }
     for path, steps in routes.items():
         paths[path] = {"post": _operation(path, steps, schema_of)}
@@ -110,9 +133,15 @@ def build(routes: dict[str, list[Step]]) -> dict[str, Any]:
             },
             "headers": {
                 "RequestId": {
-                    "description": "The request's id: the client's x-request-id, or one the "
-                    "server made. The server's log lines about the request carry it.",
-                    "schema": {"type": "string"},
+                    "description": "The request's id: the client's x-request-id when it is sane, "
+                    "else one the server made. The server's log lines about the request carry it.",
+                    "required": True,
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": _MAX_ID,
+                        "pattern": "^[!-~]+$",
+                    },
                 },
                 "RetryAfter": {
                     "description": "Seconds to wait before retrying.",
@@ -124,9 +153,12 @@ def build(routes: dict[str, list[Step]]) -> dict[str, Any]:
                     "name": "x-request-id",
                     "in": "header",
                     "required": False,
-                    "description": "An id for this request (visible ASCII, at most 128 bytes); "
-                    "one is made when absent.",
-                    "schema": {"type": "string", "maxLength": 128},
+                    "description": f"An id for this request, kept when it is 1 to {_MAX_ID} "
+                    "visible ASCII characters. Any other value (longer, or with a space or a "
+                    "byte that is not ASCII) is replaced by an id the server makes, as a missing "
+                    "one is, and never refused (mosec 0.9.8 accepts any). The response's "
+                    "x-request-id is the id used.",
+                    "schema": {"type": "string"},
                 }
             },
         },
@@ -178,7 +210,7 @@ def _operation(
             "worker sends. An error, before or after the first event, arrives as an `error` "
             "event whose data is `SSE inference error: <status>: <reason>: <message>`.",
             "headers": {"x-request-id": _REQUEST_ID_HEADER},
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {_engine.EVENT_STREAM_MIME: {"schema": {"type": "string"}}},
         }
     else:
         ok = {"description": "The result.", "headers": {"x-request-id": _REQUEST_ID_HEADER}}
@@ -186,7 +218,8 @@ def _operation(
             ok["content"] = {last.worker.resp_mime_type: {"schema": schema_of[(path, "resp")]}}
     responses: dict[str, Any] = {"200": ok}
     for status, (name, _) in _ERRORS.items():
-        responses[status] = {"$ref": f"#/components/responses/{name}"}
+        if status in _STREAM_ERRORS or not is_streaming(steps):
+            responses[status] = {"$ref": f"#/components/responses/{name}"}
     operation: dict[str, Any] = {
         "operationId": _operation_id(path),
         "summary": " -> ".join(runtime.name for runtime in dict.fromkeys(flow.runtimes(steps))),
@@ -194,10 +227,12 @@ def _operation(
         "parameters": [{"$ref": "#/components/parameters/RequestId"}],
     }
     if (path, "req") in schema_of:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {first.worker.req_mime_type: {"schema": schema_of[(path, "req")]}},
-        }
+        optional = first.worker.deserialize in _EMPTY_BODY_IS_EMPTY_DICT
+        body: dict[str, Any] = {"required": not optional}
+        if optional:
+            body["description"] = "An empty body is read as {}."
+        body["content"] = {first.worker.req_mime_type: {"schema": schema_of[(path, "req")]}}
+        operation["requestBody"] = body
     operation["responses"] = responses
     return operation
 
@@ -217,19 +252,20 @@ def _text_response(description: str, headers: dict[str, Any]) -> dict[str, Any]:
     return {
         "description": description,
         "headers": headers,
-        "content": {"text/plain": {"schema": {"type": "string"}}},
+        "content": {_engine.TEXT_PLAIN_MIME: {"schema": {"type": "string"}}},
     }
 
 
-def _plain_get(operation_id: str, description: str, mime: str) -> dict[str, Any]:
-    return {
-        "operationId": operation_id,
+def _plain_get(operation_id: str, description: str, mime: str, errors: list[str]) -> dict[str, Any]:
+    ok = {
         "description": description,
-        "responses": {
-            "200": {"description": description, "content": {mime: {"schema": {"type": "string"}}}},
-            "503": {"$ref": "#/components/responses/Unavailable"},
-        },
+        "headers": {"x-request-id": _REQUEST_ID_HEADER},
+        "content": {mime: {"schema": {"type": "string"}}},
     }
+    responses: dict[str, Any] = {"200": ok}
+    for status in errors:
+        responses[status] = {"$ref": f"#/components/responses/{_ERRORS[status][0]}"}
+    return {"operationId": operation_id, "description": description, "responses": responses}
 
 
 #: The files our Swagger UI page loads from the assets folder.

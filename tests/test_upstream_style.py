@@ -54,6 +54,15 @@ def test_a_batching_stage_warms_up_on_its_batch_shaped_example(serve: StartServe
     assert [answer.json() for answer in answers] == [{"slept": d} for d in delays]
 
 
+def test_any_x_request_id_is_served(serve: StartServer) -> None:
+    # mosec ignores the header, so none may be refused: ours keeps a sane one, replaces the rest.
+    server = serve("echo.py")
+    for odd in ["i" * 129, "has space", "caf\xe9".encode("latin-1"), "", "i" * 4096]:
+        response = server.post(json={"delay": 0}, headers={"x-request-id": odd})
+        assert response.status_code == 200, odd
+        assert response.json() == {"slept": 0.0}
+
+
 def test_multi_examples_of_batches_and_a_worker_id_reassigned_in_init(serve: StartServer) -> None:
     server = serve("batch_examples.py")
     # Each multi_examples entry reached forward whole: batches of 1 and of 3.

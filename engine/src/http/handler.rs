@@ -14,7 +14,7 @@ use super::response::{finish, text, with_body, Body, SHUTTING_DOWN};
 use crate::state::Shared;
 
 /// Content type of the metrics, mosec's (Prometheus reads the text either way).
-const METRICS_MIME: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const METRICS_MIME: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Handles one request; never fails (every problem becomes a status code).
 pub async fn handle(

@@ -1,4 +1,9 @@
-//! Request ids: a client's `x-request-id` is kept, otherwise one is made.
+//! Request ids: a client's `x-request-id` is kept when it is sane, otherwise one is made.
+//!
+//! An id that is not sane (empty, longer than [`MAX_LEN`], or with a byte that is not visible
+//! ASCII) is replaced, never refused: mosec 0.9.8 ignores the header, so a client that sends a
+//! long tracing id to it must keep being served. The response's `x-request-id` is the id used,
+//! and the OpenAPI document says so (`mosec/openapi.py` reads `MAX_LEN` from here).
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -7,7 +12,7 @@ use http::HeaderMap;
 pub const REQUEST_ID: &str = "x-request-id";
 
 /// Longest client id we keep; a longer one is replaced (it also travels on the worker link).
-const MAX_LEN: usize = 128;
+pub const MAX_LEN: usize = 128;
 
 /// The request's id: the client's when it is sane (visible ASCII, at most 128 bytes), a new
 /// random one otherwise.
@@ -35,5 +40,10 @@ mod tests {
         let made = request_id(&headers);
         assert_eq!(made.len(), 32);
         assert_ne!(made, request_id(&HeaderMap::new()), "made ids are unique");
+        let longest = "i".repeat(MAX_LEN);
+        headers.insert(REQUEST_ID, HeaderValue::from_str(&longest).unwrap());
+        assert_eq!(request_id(&headers), Bytes::from(longest.clone()));
+        headers.insert(REQUEST_ID, HeaderValue::from_str(&format!("{longest}i")).unwrap());
+        assert_eq!(request_id(&headers).len(), 32, "one byte too long: replaced");
     }
 }

@@ -24,7 +24,18 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<arena::PyArenaClient>()?;
     module.add_function(wrap_pyfunction!(default_config, module)?)?;
     module.add_function(wrap_pyfunction!(version, module)?)?;
-    add_wire_constants(module)
+    add_wire_constants(module)?;
+    add_http_constants(module)
+}
+
+/// What the HTTP side answers, exported so that the OpenAPI document (`mosec/openapi.py`)
+/// describes the server from the same definitions.
+fn add_http_constants(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add("TEXT_PLAIN_MIME", crate::http::response::TEXT_PLAIN)?;
+    module.add("METRICS_MIME", crate::http::handler::METRICS_MIME)?;
+    module.add("EVENT_STREAM_MIME", crate::http::sse::EVENT_STREAM)?;
+    module.add("REQUEST_ID_MAX_LEN", crate::http::request_id::MAX_LEN)?;
+    Ok(())
 }
 
 /// The wire formats' numbers, exported so that the Python side reads them from their one
