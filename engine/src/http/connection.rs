@@ -97,6 +97,17 @@ impl Watched {
     }
 }
 
+/// Bytes read at once into the thread's scratch buffer (hyper asks for up to its own buffer's
+/// room, which grows for large bodies).
+const SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    /// Where a read lands before the framing sees it and it is copied into hyper's buffer
+    /// (whose cursor has no safe view of what was written to it): one per runtime thread,
+    /// not one per connection.
+    static SCRATCH_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH]);
+}
+
 impl Read for Watched {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -104,23 +115,32 @@ impl Read for Watched {
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
-        // Read into a buffer of our own to see the bytes; hyper's cursor may be uninitialised.
-        let mut scratch = [0u8; 8192];
-        let room = buf.remaining().min(scratch.len());
-        let mut tokio_buf = tokio::io::ReadBuf::new(&mut scratch[..room]);
-        let stream = this.io.inner_mut();
-        match tokio::io::AsyncRead::poll_read(Pin::new(stream), cx, &mut tokio_buf) {
-            Poll::Ready(Ok(())) => {
-                let read = tokio_buf.filled();
-                if !read.is_empty() {
-                    this.connection.framing().feed(read);
-                    this.connection.moved();
-                }
-                buf.put_slice(read);
-                Poll::Ready(Ok(()))
+        if this.connection.framing().is_off() {
+            // Nothing left to follow: straight into hyper's buffer.
+            // (An end of file counts as movement too: the connection ends right after.)
+            let read = Pin::new(&mut this.io).poll_read(cx, buf);
+            if matches!(read, Poll::Ready(Ok(()))) {
+                this.connection.moved();
             }
-            other => other,
+            return read;
         }
+        SCRATCH_BUF.with_borrow_mut(|scratch| {
+            let room = buf.remaining().min(scratch.len());
+            let mut tokio_buf = tokio::io::ReadBuf::new(&mut scratch[..room]);
+            let stream = this.io.inner_mut();
+            match tokio::io::AsyncRead::poll_read(Pin::new(stream), cx, &mut tokio_buf) {
+                Poll::Ready(Ok(())) => {
+                    let read = tokio_buf.filled();
+                    if !read.is_empty() {
+                        this.connection.framing().feed(read);
+                        this.connection.moved();
+                    }
+                    buf.put_slice(read);
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            }
+        })
     }
 }
 

@@ -84,6 +84,11 @@ impl Framing {
         self.ambiguous
     }
 
+    /// Whether the bytes are no longer followed (the rest of the connection is hyper's alone).
+    pub fn is_off(&self) -> bool {
+        self.state == State::Off
+    }
+
     /// Whether the first request head is complete, or the connection is not one followed
     /// (HTTP/2 or a head hyper refuses): the header deadline of the first request is over.
     pub fn first_head_done(&self) -> bool {
