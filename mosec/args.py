@@ -137,6 +137,19 @@ _FLAGS = (
     _Flag("max-request-size", "max_request_size", _POSITIVE, "largest body in bytes (413)"),
     _Flag("shm-size", "shm_size", _SIZE, "bytes of the shared-memory arena (e.g. 512M, 2G)"),
     _Flag(
+        "header-timeout",
+        "header_timeout_ms",
+        _POSITIVE,
+        "milliseconds a client has to send a whole request head (also the idle keep-alive "
+        "limit); a slower client is disconnected",
+    ),
+    _Flag(
+        "max-connections",
+        "max_connections",
+        _POSITIVE,
+        "most HTTP connections open at once; more wait in the kernel's backlog until one closes",
+    ),
+    _Flag(
         "shm-wait",
         "shm_wait_ms",
         _NON_NEGATIVE,

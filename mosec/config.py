@@ -30,6 +30,8 @@ class ServerConfig:
         capacity: the most requests in flight (one more is 429).
         max_request_size: the largest body in bytes (413).
         wait_ms: the default ``max_wait_time`` of batching stages.
+        header_timeout_ms: how long a client may take to send a request head.
+        max_connections: the most HTTP connections open at once (more wait in the backlog).
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
         compression: gzip/zstd bodies both ways.
         shm_size: the arena's bytes.
@@ -45,6 +47,8 @@ class ServerConfig:
     capacity: int
     max_request_size: int
     wait_ms: int
+    header_timeout_ms: int
+    max_connections: int
     log_level: str
     compression: bool
     shm_size: int

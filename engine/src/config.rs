@@ -26,6 +26,12 @@ pub struct Config {
     pub max_request_size: usize,
     /// `max_wait_time` in milliseconds of the batching stages whose own is 0.
     pub wait_ms: u64,
+    /// Milliseconds a client has to send a whole request head (from the accept for the first
+    /// request of a connection, from the previous response for the next ones, so it is also
+    /// the idle keep-alive limit); a slower client's connection is closed.
+    pub header_timeout_ms: u64,
+    /// Most HTTP connections open at once; past it new ones wait in the kernel's backlog.
+    pub max_connections: usize,
     /// One of `debug`, `info`, `warning`, `error`.
     pub log_level: String,
     /// JSON lines when true, readable text otherwise.
@@ -206,6 +212,8 @@ impl Default for Config {
             capacity: 1024,
             max_request_size: 10 * 1024 * 1024,
             wait_ms: 10,
+            header_timeout_ms: 30_000,
+            max_connections: 4096,
             log_level: "info".to_owned(),
             log_json: true,
             socket_path: String::new(),
@@ -269,8 +277,19 @@ impl Config {
         {
             return invalid("the OpenAPI document is not valid JSON".into());
         }
-        if self.capacity == 0 {
-            return invalid("capacity must be positive".into());
+        // The drain counts capacity permits back in one `acquire_many(u32)`.
+        if self.capacity == 0 || u32::try_from(self.capacity).is_err() {
+            return invalid(format!("capacity must be between 1 and {}", u32::MAX));
+        }
+        if self.header_timeout_ms == 0 {
+            return invalid("header_timeout_ms must be positive".into());
+        }
+        // tokio's semaphore holds at most `usize::MAX >> 3` permits.
+        if self.max_connections == 0 || self.max_connections > tokio::sync::Semaphore::MAX_PERMITS {
+            return invalid(format!(
+                "max_connections must be between 1 and {}",
+                tokio::sync::Semaphore::MAX_PERMITS
+            ));
         }
         if !matches!(self.log_level.as_str(), "debug" | "info" | "warning" | "error") {
             return invalid(format!("unknown log level {:?}", self.log_level));

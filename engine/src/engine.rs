@@ -301,11 +301,19 @@ impl Engine {
             };
             (running.runtime.handle().clone(), running.shared.clone())
         };
-        shared.draining.store(true, std::sync::atomic::Ordering::Release);
+        shared.draining.store(true, std::sync::atomic::Ordering::SeqCst);
         info!(in_flight = shared.tasks.len(), "draining");
         let drained = handle.block_on(async {
             let mut tasks = shared.tasks.watch_len();
-            let drained = tokio::time::timeout(drain, tasks.wait_for(|n| *n == 0)).await.is_ok();
+            // Every admitted request answered: its permit is back. Waiting for the task table
+            // alone would miss a request admitted before the drain whose body was still being
+            // read, and it would be queued once the links had closed.
+            let all = u32::try_from(self.config.capacity).unwrap_or(u32::MAX);
+            let answered = async {
+                let _all = shared.capacity.acquire_many(all).await;
+                let _ = tasks.wait_for(|n| *n == 0).await;
+            };
+            let drained = tokio::time::timeout(drain, answered).await.is_ok();
             if !drained {
                 let left = shared.tasks.fail_all(&Outcome::error(503, STOPPED));
                 warn!(left, "drain timed out; unfinished tasks answered 503");

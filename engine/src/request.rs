@@ -38,13 +38,21 @@ impl From<Refusal> for Outcome {
 /// # Errors
 /// 503 while draining, 429 when `capacity` requests are in flight already.
 pub fn admit(shared: &Shared) -> Result<OwnedSemaphorePermit, Refusal> {
+    let draining = || Refusal { status: 503, message: SHUTTING_DOWN.to_owned() };
     if shared.is_draining() {
-        return Err(Refusal { status: 503, message: SHUTTING_DOWN.to_owned() });
+        return Err(draining());
     }
-    shared.capacity.clone().try_acquire_owned().map_err(|_| Refusal {
+    let permit = shared.capacity.clone().try_acquire_owned().map_err(|_| Refusal {
         status: 429,
         message: format!("too many requests: {} tasks already in flight", shared.config.capacity),
-    })
+    })?;
+    // The drain waits until every permit is back, after setting `draining`: looked at again
+    // now that the permit is taken, so a request cannot slip in between (it would be queued
+    // after the drain ended, with nobody left to answer it).
+    if shared.is_draining() {
+        return Err(draining());
+    }
+    Ok(permit)
 }
 
 /// The 413 of a body over `limit` bytes.

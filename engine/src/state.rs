@@ -135,7 +135,9 @@ impl Shared {
 
     /// Whether shutdown has started.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        // SeqCst with the store in `Engine::shutdown`: admission and the drain each write one
+        // thing (a permit, the flag) and then read the other's.
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// Queues each item at its stage, for the request `request_id` (a client request and its

@@ -4,8 +4,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, ALLOW};
-use http::{Method, Request, Response, StatusCode};
+use http::header::{HeaderName, HeaderValue, ALLOW, CONNECTION};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::infer::infer;
@@ -24,6 +25,7 @@ pub async fn handle(
     let path = request.uri().path().to_owned();
     let id = request_id(request.headers());
     let is_get = matches!(*request.method(), Method::GET | Method::HEAD);
+    let http1 = request.version() <= Version::HTTP_11;
     let response = match path.as_str() {
         "/" | "/metrics" if !is_get => not_allowed("GET, HEAD"),
         "/" => readiness(&shared),
@@ -43,8 +45,32 @@ pub async fn handle(
             None => text(StatusCode::NOT_FOUND, format!("not found: no route {path}")),
         },
     };
-    Ok(finish(with_request_id(response, id)))
+    let mut response = with_request_id(response, id);
+    if http1 && shared.is_draining() {
+        // Every answer of the drain closes its connection, so that no client sends another
+        // request on a connection the server is about to close (which would reset it).
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(finish(response))
 }
+
+/// The answer to a request whose head carried both `Content-Length` and `Transfer-Encoding`
+/// (or conflicting lengths; see `framing.rs`): 400, and the connection closes. The body is
+/// read first (up to `max_request_size`), so that closing does not reset the connection
+/// before the client has read the answer.
+pub async fn refuse_ambiguous(request: Request<Incoming>, shared: &Shared) -> Response<Body> {
+    let id = request_id(request.headers());
+    let body = Limited::new(request.into_body(), shared.config.max_request_size);
+    let _ = tokio::time::timeout(AMBIGUOUS_BODY_WAIT, body.collect()).await;
+    let message = "bad request: a request may not carry both Content-Length and \
+        Transfer-Encoding";
+    let mut response = with_request_id(text(StatusCode::BAD_REQUEST, message), id);
+    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    finish(response)
+}
+
+/// How long the body of a refused ambiguous request may take to arrive.
+const AMBIGUOUS_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn with_request_id(mut response: Response<Body>, id: Bytes) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_maybe_shared(id) {
