@@ -99,11 +99,16 @@ class Engine:
         only the calling thread, with the GIL released; RuntimeError when not running.
         """
 
-    def submit(self, path: str, payload: bytes, timeout_ms: int, token: int) -> None:
+    def submit(
+        self, path: str, payload: bytes, timeout_ms: int, token: int, stored: bool = False
+    ) -> None:
         """Start :meth:`call` without waiting; its answer comes out of :meth:`completions`.
 
         ``token`` names the call in that answer. Every submitted call is answered exactly
-        once (503 when the engine stops first); RuntimeError when not running.
+        once (503 when the engine stops first); RuntimeError when not running. With
+        ``stored``, ``payload`` is a store reference whose objects the call takes over: they
+        are released when it ends, also when it is refused (400 for a reference the stores
+        refuse).
         """
 
     def completions(self, wait_ms: int) -> list[tuple[int, int, bytes]] | None:

@@ -21,7 +21,7 @@ use crate::http::serve_http;
 use crate::link::serve_links;
 use crate::logging;
 use crate::refs::{release_redis_keys, Stores};
-use crate::request;
+use crate::request::{self, CallInput};
 use crate::state::Shared;
 use crate::stuck::{StuckReports, StuckWorker};
 use crate::tasks::Outcome;
@@ -250,13 +250,14 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         // Waited for on a plain channel, not `block_on`: a caller on any thread is fine.
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
-        self.submit(path, payload, timeout, move |outcome| {
+        self.submit(path, CallInput::Inline(payload), timeout, move |outcome| {
             let _ = answer.send(outcome);
         })?;
         Ok(answered.recv().unwrap_or_else(|_| Outcome::error(503, STOPPED)))
     }
 
-    /// [`Self::call`] without waiting: the request is admitted and queued now, and `answer`
+    /// [`Self::call`] without waiting, and with an input that may be objects the caller put in
+    /// a store ([`CallInput::Stored`]): the request is admitted and queued now, and `answer`
     /// gets its outcome exactly once (503 when the engine stops before the request ends): on
     /// this thread for a call refused at once, else on an engine thread. `answer` must not
     /// block: it may run on the engine's own threads.
@@ -266,7 +267,7 @@ impl Engine {
     pub fn submit(
         &self,
         path: &str,
-        payload: Bytes,
+        input: CallInput,
         timeout: Duration,
         answer: impl FnOnce(Outcome) + Send + 'static,
     ) -> Result<(), EngineError> {
@@ -278,7 +279,7 @@ impl Engine {
         let answer = AnswerOnce(Some(answer));
         // Admitted and queued here, so that the drain of a shutdown starting after this
         // returns waits for the call; only the wait for its outcome runs on the engine.
-        match request::start_call(&shared, path, payload, timeout) {
+        match request::start_call(&shared, path, input, timeout) {
             Ok(started) => {
                 handle.spawn(async move { answer.send(started.finish(&shared).await) });
             }

@@ -6,6 +6,7 @@
 //! [`TaskGuard`] that removes the task (and its member tasks) on every exit, one deadline.
 //! What is HTTP's own (content encodings, 415/400, event streams, headers) stays there.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use tracing::debug;
 
 use crate::http::response::{status_from_worker, SHUTTING_DOWN};
 use crate::metrics::StageLabels;
+use crate::refs::{self, Lease};
 use crate::state::{Route, Shared};
 use crate::tasks::{Outcome, TaskGuard};
 
@@ -81,7 +83,20 @@ pub fn submit(
     request_id: &Bytes,
     events: Option<mpsc::UnboundedSender<Outcome>>,
 ) -> (TaskGuard, oneshot::Receiver<Outcome>) {
-    let (task_id, dispatches, outcome) = shared.tasks.submit(&route.flow, body, events);
+    submit_input(body, None, route, shared, request_id, events)
+}
+
+/// [`submit`] with the lease on the store objects `body` names, when it is a reference.
+fn submit_input(
+    body: Bytes,
+    stored: Option<Arc<Lease>>,
+    route: &Route,
+    shared: &Shared,
+    request_id: &Bytes,
+    events: Option<mpsc::UnboundedSender<Outcome>>,
+) -> (TaskGuard, oneshot::Receiver<Outcome>) {
+    let (task_id, dispatches, outcome) =
+        shared.tasks.submit_input(&route.flow, body, stored, events);
     let guard = TaskGuard::new(shared.tasks.clone(), task_id);
     shared.queue(dispatches, request_id);
     (guard, outcome)
@@ -115,7 +130,7 @@ async fn wait(outcome: oneshot::Receiver<Outcome>, timeout: Duration) -> Outcome
 /// A path with no route is 404; a streaming route is 400, since a call has no event stream
 /// to deliver its events to.
 pub async fn call(shared: &Shared, path: &str, body: Bytes, timeout: Duration) -> Outcome {
-    match start_call(shared, path, body, timeout) {
+    match start_call(shared, path, CallInput::Inline(body), timeout) {
         Ok(started) => started.finish(shared).await,
         Err(refused) => refused,
     }
@@ -132,20 +147,41 @@ pub struct StartedCall {
     outcome: oneshot::Receiver<Outcome>,
 }
 
+/// What an in-process call hands the route's first step.
+#[derive(Debug, Clone)]
+pub enum CallInput {
+    /// The request body, as an HTTP request's.
+    Inline(Bytes),
+    /// A store reference (the layout of `refs.rs`) to objects the caller stored and hands
+    /// over with the call: the call's task owns them from then on, and they are released like
+    /// any stage's output, also when the call is refused.
+    Stored(Bytes),
+}
+
 /// The first half of [`call`], which needs no runtime: admits the call and queues its task
 /// now, on the calling thread, so that a call started before a drain begins is one the drain
 /// waits for. The refusal (already counted in the metrics) otherwise.
 ///
 /// # Errors
-/// The outcome of a call refused at once: 404, 400, 503, 429, 413.
+/// The outcome of a call refused at once: 404, 400 (also for a reference the stores refuse),
+/// 503, 429, 413.
 pub fn start_call(
     shared: &Shared,
     path: &str,
-    body: Bytes,
+    input: CallInput,
     timeout: Duration,
 ) -> Result<StartedCall, Outcome> {
     let started = Instant::now();
     let refuse = |outcome: Outcome| Err(record(shared, path, started, outcome));
+    // Adopted before anything can refuse the call, so that a refusal (dropping the lease)
+    // releases the objects instead of leaving them to nobody.
+    let (body, stored) = match input {
+        CallInput::Inline(body) => (body, None),
+        CallInput::Stored(reference) => match adopt_input(shared, &reference) {
+            Ok(lease) => (reference, lease),
+            Err(refusal) => return refuse(refusal),
+        },
+    };
     let Some(route) = shared.routes.get(path) else {
         return refuse(Outcome::error(404, format!("not found: no route {path}")));
     };
@@ -164,7 +200,7 @@ pub fn start_call(
     };
     let timeout = if timeout.is_zero() { deadline(shared) } else { timeout };
     let request_id = Bytes::from(uuid::Uuid::new_v4().simple().to_string());
-    let (guard, outcome) = submit(body, route, shared, &request_id, None);
+    let (guard, outcome) = submit_input(body, stored, route, shared, &request_id, None);
     Ok(StartedCall { path: path.to_owned(), started, timeout, guard, _permit: permit, outcome })
 }
 
@@ -174,6 +210,19 @@ impl StartedCall {
         let outcome = wait(self.outcome, self.timeout).await;
         drop(self.guard);
         record(shared, &self.path, self.started, outcome)
+    }
+}
+
+/// Takes ownership of the objects a caller's reference names (all or none).
+fn adopt_input(shared: &Shared, reference: &Bytes) -> Result<Option<Arc<Lease>>, Outcome> {
+    let stores = shared.tasks.stores();
+    let objects =
+        refs::parse(reference).and_then(|objects| stores.adopt(&objects).map(|()| objects));
+    match objects {
+        Ok(objects) => Ok(Lease::new(stores, objects)),
+        Err(err) => {
+            Err(Outcome::error(400, format!("bad request: refused a store reference: {err}")))
+        }
     }
 }
 

@@ -157,7 +157,7 @@ impl TaskTable {
     }
 
     /// The stores objects are released into.
-    pub fn stores(&self) -> &Stores {
+    pub fn stores(&self) -> &Arc<Stores> {
         &self.stores
     }
 
@@ -198,13 +198,26 @@ impl TaskTable {
         payload: Bytes,
         events: Option<mpsc::UnboundedSender<Outcome>>,
     ) -> (TaskId, Vec<Dispatch>, oneshot::Receiver<Outcome>) {
+        self.submit_input(flow, payload, None, events)
+    }
+
+    /// [`Self::submit`] for a request whose payload may be a store reference (an in-process
+    /// caller's input): `stored` is the lease on the objects it names, adopted already, which
+    /// the task holds from now on like any stage's output.
+    pub fn submit_input(
+        &self,
+        flow: &Flow,
+        payload: Bytes,
+        stored: Option<Arc<Lease>>,
+        events: Option<mpsc::UnboundedSender<Outcome>>,
+    ) -> (TaskId, Vec<Dispatch>, oneshot::Receiver<Outcome>) {
         let (reply, receiver) = oneshot::channel();
-        let entry = Entry::new(
-            Cursor::new(flow.clone()),
-            Payload::original(payload),
-            Reply::Client(reply),
-            events,
-        );
+        let mut input = Payload::original(payload);
+        if let Some(lease) = stored {
+            input.flags = FLAG_REFERENCE;
+            input.leases.push(lease);
+        }
+        let entry = Entry::new(Cursor::new(flow.clone()), input, Reply::Client(reply), events);
         let (id, dispatches) = self.walk(|walk| {
             let id = walk.insert(entry);
             walk.proceed(id);

@@ -10,6 +10,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
 use crate::completions::Completions;
+use crate::request::CallInput;
 use crate::{Config, Engine};
 
 /// The controller, running on its own threads once started.
@@ -98,17 +99,23 @@ impl PyEngine {
     }
 
     /// Starts `call` without waiting: its `(token, status, body)` comes out of
-    /// `completions` once it is answered (503 if the engine stops first).
+    /// `completions` once it is answered (503 if the engine stops first). With `stored`, the
+    /// payload is a store reference whose objects the call takes over (released when it ends,
+    /// also when it is refused).
+    #[pyo3(signature = (path, payload, timeout_ms, token, stored = false))]
     fn submit(
         &self,
         path: &str,
         payload: PyBackedBytes,
         timeout_ms: u64,
         token: u64,
+        stored: bool,
     ) -> PyResult<()> {
         let completions = self.completions.clone();
         let timeout = Duration::from_millis(timeout_ms);
-        self.inner.submit(path, Bytes::from_owner(payload), timeout, move |outcome| {
+        let payload = Bytes::from_owner(payload);
+        let input = if stored { CallInput::Stored(payload) } else { CallInput::Inline(payload) };
+        self.inner.submit(path, input, timeout, move |outcome| {
             completions.push(token, outcome);
         })?;
         Ok(())
