@@ -114,4 +114,6 @@ mod sweep;
 pub use arena::{Arena, Stats, FILE_PREFIX};
 pub use draft::Draft;
 pub use error::{Result, ShmError};
+#[cfg(feature = "python")]
+pub use mapping::ArenaBuffer;
 pub use reference::{Reference, Span};
