@@ -29,7 +29,8 @@ def descendants(pid: int) -> list[int]:
         parent = todo.pop()
         try:
             tasks = list(Path(f"/proc/{parent}/task").iterdir())
-            children = [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
+            listed = " ".join((task / "children").read_text() for task in tasks)
+            children = [int(pid) for pid in listed.split()]
         except FileNotFoundError:  # it exited meanwhile
             continue
         found += children

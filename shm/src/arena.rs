@@ -75,7 +75,7 @@ impl std::fmt::Debug for Arena {
 impl Arena {
     /// Creates a new arena file of `size_bytes` (rounded down to 64; the first page(s) hold the
     /// header, the rest is capacity) in `dir` (`/dev/shm` in production), exclusively, with its
-    /// memory reserved and pre-faulted so no request pays page faults.
+    /// memory reserved (so a too-small /dev/shm fails now, not with `SIGBUS` mid-request).
     ///
     /// # Errors
     /// [`ShmError::InvalidSize`] for a size outside the supported range; [`ShmError::Io`] when

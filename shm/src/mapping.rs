@@ -18,7 +18,7 @@
 //!   mapping (say, Python writing into an object it already sealed) makes readers see changing
 //!   bytes: wrong data, but no memory unsafety in the reader beyond that, as the pages stay
 //!   mapped.
-//! - **Python's access** (feature `python`) goes through [`ArenaBuffer`], which exports this
+//! - **Python's access** (feature `python`) goes through `ArenaBuffer`, which exports this
 //!   process's one mapping through the buffer protocol instead of Python mapping the file a
 //!   second time. Python code in this process is then one more writer that Rust cannot see,
 //!   exactly like another process: it is only ever told the offsets of `Leased` (its own, to
@@ -62,7 +62,7 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Creates `path` exclusively (`O_CREAT | O_EXCL`, mode 0600), reserves `len` bytes for it
     /// (so a too-small /dev/shm fails now with `ENOSPC`, not later with `SIGBUS`), maps it
-    /// pre-faulted, and initialises the header's robust mutex. All other bytes are zero. On
+    /// (see [`Mapping::map`]), and initialises the header's robust mutex. All other bytes are zero. On
     /// error the file is removed again.
     ///
     /// # Errors
@@ -91,7 +91,7 @@ impl Mapping {
         made
     }
 
-    /// Maps an existing arena file, pre-faulted.
+    /// Maps an existing arena file (see [`Mapping::map`]).
     ///
     /// # Errors
     /// [`ShmError::Io`] when the file cannot be opened or mapped; [`ShmError::NotAnArena`] when
@@ -113,10 +113,11 @@ impl Mapping {
     /// the mapping keeps the file alive.
     ///
     /// No `MAP_POPULATE`: `posix_fallocate` at creation already made every page of the file
-    /// resident in the tmpfs, so a first touch here is a minor fault, not an allocation; and
-    /// the Rust side touches little but the header and the allocator (the payloads are read and
-    /// written through the workers' own data mapping). Populating 1 GiB of page tables in the
-    /// engine and in every worker cost about 0.1–0.7 s per process at start for nothing.
+    /// resident in the tmpfs, so a first touch here is a minor fault, not an allocation; and a
+    /// process touches little but the header, the allocator and the payloads it uses itself
+    /// (Python's through `ArenaBuffer`, this same mapping). Populating 1 GiB of page tables
+    /// in the engine and in every worker cost about 0.1–0.7 s per process at start and made
+    /// the whole arena count in each worker's RSS, for nothing.
     fn map(file: &File, len: usize, path: &Path) -> Result<Mapping> {
         if (len as u64) < DATA_START + GRANULE {
             return Err(ShmError::NotAnArena {
