@@ -2,7 +2,7 @@
 
 from typing import final
 
-from typing_extensions import Self
+from typing_extensions import Buffer, Self
 
 __all__ = [
     "ARENA_REFERENCE_LEN",
@@ -24,6 +24,7 @@ __all__ = [
     "STORE_ARENA",
     "STORE_REDIS",
     "TEXT_PLAIN_MIME",
+    "ArenaBuffer",
     "ArenaClient",
     "Engine",
     "default_config",
@@ -141,6 +142,17 @@ class Engine:
         """
 
 @final
+class ArenaBuffer(Buffer):
+    """A process's one mapping of the arena file, whole, as a writable buffer of bytes.
+
+    Made by :meth:`ArenaClient.buffer`. Views of it (``memoryview``, numpy arrays) keep the
+    mapping alive, also after the client is gone.
+    """
+
+    def __len__(self) -> int:
+        """Bytes of the mapping (the arena file's length)."""
+
+@final
 class ArenaClient:
     """A worker's handle on the server's arena: allocation and validation in Rust.
 
@@ -159,6 +171,9 @@ class ArenaClient:
     @property
     def capacity(self) -> int:
         """Usable bytes."""
+
+    def buffer(self) -> ArenaBuffer:
+        """The client's mapping of the whole file, to view with ``memoryview`` or numpy."""
 
     def alloc(self, size: int, timeout_ms: int) -> tuple[bytes, int]:
         """Lease ``size`` bytes (waiting up to the timeout); the reference and its offset."""

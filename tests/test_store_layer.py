@@ -5,12 +5,14 @@ An engine started in this process makes a small arena; the tests map it as a wor
 
 from __future__ import annotations
 
+import gc
 import json
 import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
@@ -87,6 +89,41 @@ def test_a_bad_arena_reference_raises_the_user_facing_reference_error(
     with pytest.raises(errors.StoreReferenceError):
         arena_map.free(reference)
     assert arena_map.stats()[1:] == (0, 0)
+
+
+def arena_mappings(path: str) -> int:
+    """How many mappings of the arena file this process has."""
+    return sum(path in line for line in Path("/proc/self/maps").read_text().splitlines())
+
+
+def test_python_views_share_the_clients_mapping_and_keep_it_alive(arena_path: str) -> None:
+    gc.collect()  # mappings of earlier tests' fixtures, held only by cycles (tracebacks)
+    before = arena_mappings(arena_path)  # the engine's own, and any still held
+    client = _engine.ArenaClient(arena_path)
+    buffer = client.buffer()
+    view = memoryview(buffer)
+    assert arena_mappings(arena_path) == before + 1  # the client's, nothing more
+    assert len(view) == len(buffer) == Path(arena_path).stat().st_size
+    assert not view.readonly and view.format == "B" and view.ndim == 1
+
+    reference, offset = client.alloc(4096, 0)
+    array = np.frombuffer(buffer, dtype=np.uint32, count=1024, offset=offset)
+    array[:] = np.arange(1024, dtype=np.uint32)
+    client.seal(reference)
+    assert client.locate(reference) == (offset, 4096)
+
+    # The views outlive the client and the buffer object: the mapping stays until the last.
+    del client, buffer
+    gc.collect()
+    assert arena_mappings(arena_path) == before + 1
+    assert np.array_equal(array, np.arange(1024)) and view[offset + 4] == 1
+    del view
+    gc.collect()
+    assert arena_mappings(arena_path) == before + 1  # still held by the array
+    mapping.ArenaMapping(arena_path, wait_ms=0).free(reference)
+    del array
+    gc.collect()
+    assert arena_mappings(arena_path) == before
 
 
 def test_ids_that_do_not_unpack_are_reference_errors(arena_map: mapping.ArenaMapping) -> None:

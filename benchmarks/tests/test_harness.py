@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from benchmarks import cli, document, memory, startup
+from benchmarks import arena_startup, cli, document, memory, startup
 from benchmarks.catalog import TARGETS
 from benchmarks.loadgen import LUA_TEMPLATE, MARKER, LoadGenError, Wrk, parse_wrk_output
 from benchmarks.monitor import ResourceMonitor, wait_idle
@@ -560,3 +560,14 @@ def test_startup_reports_a_server_that_exits(tmp_path):
     script = startup.Script("broken", "probe.py")  # not a server: prints and exits
     with pytest.raises(startup.StartupError, match="exited"):
         startup.start_once(script, "stub", tmp_path / "broken.log", timeout_s=30)
+
+
+def test_arena_startup_reads_every_worker_once_started(tmp_path):
+    args = arena_startup.parser().parse_args(["--shm-size", str(64 << 20), "--workers", "1"])
+    run = arena_startup.start_once(args, tmp_path / "server.log")
+    assert run.root_s > 0
+    assert len(run.workers) == 2 and len({worker.pid for worker in run.workers}) == 2
+    for worker in run.workers:
+        assert worker.mappings == 1 and 0 < worker.rss_shmem < worker.vm_rss
+    for worker in run.workers:  # stopped by PID
+        assert not psutil.pid_exists(worker.pid) or psutil.Process(worker.pid).status() == "zombie"

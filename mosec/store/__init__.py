@@ -6,8 +6,8 @@ per concept:
 
 - :mod:`mosec.store.codec`: how an output becomes a reference (or an inline pickle) and back,
   for any store that meets its :class:`~mosec.store.codec.Store` protocol;
-- :mod:`mosec.store.mapping`: this process's ``mmap`` of the server's shared-memory arena,
-  with the Rust handle (``mosec._engine.ArenaClient``) that allocates in it;
+- :mod:`mosec.store.mapping`: the Rust handle on the server's shared-memory arena
+  (``mosec._engine.ArenaClient``, which maps it and allocates in it) and views of its mapping;
 - :mod:`mosec.store.arena`: the arena as a codec store;
 - :mod:`mosec.store.redis`: Redis as a codec store;
 - :mod:`mosec.store.arrow`: Apache Arrow IPC messages in the arena (needs pyarrow);

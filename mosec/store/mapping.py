@@ -1,10 +1,12 @@
-"""This process's ``mmap`` of the server's shared-memory arena.
+"""This process's mapping of the server's shared-memory arena.
 
-The engine creates one arena file per server (``--shm-size`` bytes, pre-faulted) and tells the
-workers its path in ``MOSEC_ARENA``. Each worker maps the file once. Allocation, sealing,
-validation and freeing go through the Rust extension (``mosec._engine.ArenaClient``), under the
-arena's process-shared lock; the bytes are read and written here, through the mapping, with no
-system call per object.
+The engine creates one arena file per server (``--shm-size`` bytes, its memory reserved) and
+tells the workers its path in ``MOSEC_ARENA``. Each worker maps the file once, in the Rust
+extension (``mosec._engine.ArenaClient``), which also does allocation, sealing, validation and
+freeing under the arena's process-shared lock. The bytes are read and written here, through
+that same mapping (``ArenaClient.buffer()``, a buffer-protocol object), with no system call per
+object. Nothing pre-faults it: a page costs a minor fault when the worker first touches it, and
+the worker's resident memory counts only the pages it used.
 
 Lifetime rule: an object a stage hands over belongs to its task. The engine frees it as soon as
 the consuming stage's result arrives, or when the task ends in any other way. So the read-only
@@ -19,7 +21,6 @@ reference; they pass through here unchanged.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 from typing import Any
 
@@ -30,7 +31,7 @@ from mosec.store.settings import ARENA_ENV, WAIT_ENV, configured
 
 
 class ArenaMapping:
-    """A mapping of the arena file plus the Rust handle that allocates in it."""
+    """The Rust handle on the arena, and Python views of its one mapping."""
 
     def __init__(self, path: str, wait_ms: int) -> None:
         """Map the arena at ``path``.
@@ -41,18 +42,11 @@ class ArenaMapping:
         """
         self.client = _engine.ArenaClient(path)
         self.wait_ms = wait_ms
-        fd = os.open(path, os.O_RDWR)
-        try:
-            # MAP_POPULATE: the pages are already resident (the engine pre-faulted them); map
-            # them all now so no request pays a page-table fault.
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            self._map = mmap.mmap(fd, 0, flags=flags)
-        finally:
-            os.close(fd)
-        self.view = memoryview(self._map)
+        #: The client's mapping, writable; every view made from it keeps the mapping alive.
+        self.view = memoryview(self.client.buffer())
         self.readonly = self.view.toreadonly()
         #: Address of the mapping's first byte, to recognise arrays that live in it.
-        self.base = np.frombuffer(self._map, dtype=np.uint8, count=1).__array_interface__["data"][0]
+        self.base = np.frombuffer(self.view, dtype=np.uint8, count=1).__array_interface__["data"][0]
 
     def alloc(self, size: int) -> tuple[bytes, int]:
         """Lease ``size`` bytes; returns the reference and the payload's offset.

@@ -13,6 +13,7 @@ mod ownership;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::Arc;
 
 use crate::allocator::Heap;
 use crate::error::{Result, ShmError};
@@ -45,8 +46,9 @@ pub struct Stats {
 /// on drop; processes that [`open`](Arena::open) it only unmap. `Send + Sync`: share it between
 /// threads by reference or `Arc`.
 pub struct Arena {
-    /// The shared mapping of the whole file.
-    map: Mapping,
+    /// The shared mapping of the whole file; shared with the Python buffers exported from it
+    /// (`ArenaBuffer`), which keep it mapped for as long as any view of them lives.
+    map: Arc<Mapping>,
     /// The file, for error messages and removal.
     path: PathBuf,
     /// This arena's id (validated copy of the header's).
@@ -73,7 +75,7 @@ impl std::fmt::Debug for Arena {
 impl Arena {
     /// Creates a new arena file of `size_bytes` (rounded down to 64; the first page(s) hold the
     /// header, the rest is capacity) in `dir` (`/dev/shm` in production), exclusively, with its
-    /// memory reserved and pre-faulted so no request pays page faults.
+    /// memory reserved (so a too-small /dev/shm fails now, not with `SIGBUS` mid-request).
     ///
     /// # Errors
     /// [`ShmError::InvalidSize`] for a size outside the supported range; [`ShmError::Io`] when
@@ -97,7 +99,7 @@ impl Arena {
         let io_err = |op, source| ShmError::Io { op, path: dir.as_ref().to_path_buf(), source };
         let id = process::random_id().map_err(|e| io_err("read /dev/urandom for", e))?;
         let path = dir.as_ref().join(format!("{FILE_PREFIX}{pid}-{id:016x}"));
-        let map = Mapping::create(&path, len)?;
+        let map = Arc::new(Mapping::create(&path, len)?);
 
         let hdr = map.header();
         hdr.version.store(VERSION, Relaxed);
@@ -123,7 +125,7 @@ impl Arena {
     /// its header is not a complete arena header of this version.
     pub fn open(path: impl AsRef<Path>) -> Result<Arena> {
         let path = path.as_ref().to_path_buf();
-        let map = Mapping::open(&path)?;
+        let map = Arc::new(Mapping::open(&path)?);
         let hdr = map.header();
         let bad = |reason: String| ShmError::NotAnArena { path: path.clone(), reason };
         if hdr.magic.load(Acquire) != MAGIC {
@@ -185,6 +187,13 @@ impl Arena {
     /// died while holding the arena lock (or damaged metadata was found and repaired).
     pub fn recoveries(&self) -> u32 {
         self.map.header().recoveries.load(Relaxed)
+    }
+
+    /// This process's mapping of the whole file as a Python buffer object, for Python to read
+    /// and write payloads through (see [`ArenaBuffer`](crate::ArenaBuffer)).
+    #[cfg(feature = "python")]
+    pub fn buffer(&self) -> crate::ArenaBuffer {
+        crate::ArenaBuffer::new(Arc::clone(&self.map))
     }
 
     // ---- used by the submodules and `draft.rs` -------------------------------------------

@@ -3,8 +3,9 @@
 //!
 //! Its bytes come from `mapping.rs` through the block's one [`ExclusiveSpan`], where the safety
 //! argument (the arena protocol around the `Writing` state, see `header.rs`) and all the
-//! `unsafe` live. Sealed objects have no Rust handle: readers map the file themselves and
-//! validate with [`Arena::locate`].
+//! `unsafe` live. Sealed objects have no Rust handle: readers (Python, through the process's
+//! mapping exported as an `ArenaBuffer`, or another mapping of the file) validate with
+//! [`Arena::locate`] and read the span.
 
 use std::fmt;
 
@@ -16,7 +17,7 @@ use crate::reference::Reference;
 
 /// A freshly allocated, unsealed object: only its producer may write it, through this handle.
 /// End it with [`Draft::seal`] (readers may then locate it) or [`Draft::into_lease`] (code
-/// writing through its own mapping seals it later by reference). Dropping an unfinished draft
+/// writing through the mapping, such as Python, seals it later by reference). Dropping an unfinished draft
 /// frees the object, so an error path leaks nothing.
 pub struct Draft<'a> {
     /// The arena it lives in.
@@ -71,8 +72,8 @@ impl<'a> Draft<'a> {
         self.arena.finish_draft(&self.reference, BlockState::Sealed).map(|()| self.reference)
     }
 
-    /// Hands the unsealed object to code that writes through its own mapping of the arena file
-    /// (a Python worker), which then calls [`Arena::seal`] with the returned reference. Rust
+    /// Hands the unsealed object to code that writes it outside Rust (a Python worker, through
+    /// the process's mapping exported as an `ArenaBuffer`), which then calls [`Arena::seal`] with the returned reference. Rust
     /// code in this process must not write it any more.
     ///
     /// # Errors

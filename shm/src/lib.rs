@@ -10,7 +10,7 @@
 //! draft.as_mut_slice().fill(1);
 //! let reference = draft.seal()?;                     // 32 bytes travel: reference.to_bytes()
 //! let span = arena.locate(&reference)?;              // a consumer: validate, then read
-//! assert_eq!(span.len, 12 << 20);                    // mm[span.offset..] in its own mapping
+//! assert_eq!(span.len, 12 << 20);                    // bytes span.offset.. of the mapping
 //! arena.free(&reference)?;                           // the engine, once the consumer answered
 //! # Ok(()) }
 //! ```
@@ -26,7 +26,8 @@
 //! - `allocator.rs`: the two-level segregated-fit allocator over the shared data region, and
 //!   its crash recovery.
 //! - `header.rs`: the arena header and 64-byte block headers as laid out in the file.
-//! - `mapping.rs`: `mmap` and typed access to the mapping. **Unsafe.**
+//! - `mapping.rs`: `mmap` and typed access to the mapping; with feature `python`,
+//!   `ArenaBuffer`, the mapping exported to Python by the buffer protocol. **Unsafe.**
 //! - `lock.rs`: the robust process-shared mutex and the futex. **Unsafe.**
 //! - `sweep.rs`: [`Arena::sweep_stale`], removing arenas of crashed servers.
 //! - `process.rs`: pid liveness and start times from /proc, random ids.
@@ -42,8 +43,9 @@
 //! - **One file, made once.** `/dev/shm/mosec-arena-<server pid>-<arena id>`, created with
 //!   `O_CREAT | O_EXCL` and mode 0600, its memory reserved with `posix_fallocate` (a too-small
 //!   /dev/shm fails at start with a clear message instead of `SIGBUS` mid-request) and mapped
-//!   `MAP_SHARED` in every process (no populate pass: the pages are resident already, and the
-//!   engine touches only the header; see `mapping.rs`). No file, `mmap` or `unlink` per object.
+//!   `MAP_SHARED` once in every process (no populate pass: the pages are resident already, and
+//!   a process touches only the header, the allocator and its own objects; see `mapping.rs`).
+//!   No file, `mmap` or `unlink` per object.
 //! - **Allocator state lives in the mapping** (the header), so every process allocates and
 //!   frees without asking the engine, under one robust process-shared pthread mutex (why not a
 //!   spinlock: see `lock.rs`). A process killed while holding it is detected by the kernel
@@ -62,7 +64,7 @@
 //!   (handed to a Python writer) → `Sealed` via [`Arena::seal`] → freed. Only sealed objects
 //!   locate; only a draft ends `Writing` (`free` refuses it), so a draft's `&mut [u8]` is
 //!   sound.
-//! - **No pins, no read handle.** Readers map the file themselves and [`Arena::locate`] only
+//! - **No pins, no read handle.** Readers view the mapping as bytes and [`Arena::locate`] only
 //!   validates; [`Arena::free`] releases at once. The first version also had a pinning `View`
 //!   and a deferred-free `Doomed` state; nothing in production used them (Python cannot hold a
 //!   Rust view, and pins in shared memory need per-process bookkeeping to survive crashes), so
@@ -76,20 +78,21 @@
 //! - **Bounded waits**: [`Arena::alloc`] fails at once with [`ShmError::Full`];
 //!   [`Arena::alloc_wait`] sleeps on a futex in the header that every release bumps.
 
-//! # Using it from processes that map the file themselves (Python workers)
+//! # Using it from Python (workers)
 //! The arena path travels to workers (e.g. in their config); each worker calls [`Arena::open`]
-//! through the engine's bindings for the allocator calls, and maps the same file for the bytes:
-//! `mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)` (Python >= 3.10 on
-//! Linux; `MAP_POPULATE` keeps first touches from faulting). A reference's `offset` and `size`
-//! are file offsets: a producer that leased an object writes `mm[offset:offset + size]` (or
-//! `np.frombuffer(mm, dtype, count, offset)` and fills the array in place), then calls `seal`;
+//! through the engine's bindings for the allocator calls, and reads and writes the bytes
+//! through that same mapping, exported by `Arena::buffer` (feature `python`) as an
+//! `ArenaBuffer`: `mm = memoryview(client.buffer())`. One mapping per process, and nothing
+//! pre-faults it. A reference's `offset` and `size` are file offsets: a producer that leased
+//! an object writes `mm[offset:offset + size]` (or `np.frombuffer(mm, dtype, count, offset)`
+//! and fills the array in place), then calls `seal`;
 //! a consumer calls `locate`, which validates the reference, and reads the same range
 //! (read-only numpy views: `arr.flags.writeable = False`). Allocation, sealing, freeing and
 //! validation always go through Rust, never by poking the header from Python. Open the arena
 //! in each worker process (workers are spawned, not forked with live handles).
 //!
-//! Limitations worth knowing: nothing stops a process that ignores the protocol from writing a
-//! sealed object through its own mapping (see `mapping.rs`), or from reading one after it was
+//! Limitations worth knowing: nothing stops code that ignores the protocol from writing a
+//! sealed object through its mapping (see `mapping.rs`), or from reading one after it was
 //! freed (the bytes may then belong to a newer object); [`Arena::sweep_stale`] judges liveness
 //! by pid, so servers in different pid namespaces must not share one /dev/shm directory.
 
@@ -114,4 +117,6 @@ mod sweep;
 pub use arena::{Arena, Stats, FILE_PREFIX};
 pub use draft::Draft;
 pub use error::{Result, ShmError};
+#[cfg(feature = "python")]
+pub use mapping::ArenaBuffer;
 pub use reference::{Reference, Span};

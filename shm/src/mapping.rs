@@ -11,12 +11,20 @@
 //!   concurrent writes by another process are never undefined behaviour; every number read from
 //!   it is bounds-checked against this process's own copy of the geometry before it is used as
 //!   an offset, so a scribbled header gives an error, not an out-of-bounds access.
-//! - **Payloads** are handed out as `&[u8]` / `&mut [u8]` only by [`Mapping::bytes`] and
-//!   [`Mapping::bytes_mut`], which are `unsafe`: their one caller (`draft.rs`) relies on the
-//!   arena's protocol (a draft is the only handle to, and the only writer of, its unsealed block,
-//!   which nothing else releases while the draft lives). A process that breaks the protocol through its own mapping
-//!   (say, Python writing into an object it already sealed) makes readers see changing bytes:
-//!   wrong data, but no memory unsafety in the reader beyond that, as the pages stay mapped.
+//! - **Payloads** are handed out as `&[u8]` / `&mut [u8]` only by [`Mapping::exclusive`] and
+//!   [`Mapping::exclusive_mut`], whose one caller (`draft.rs`) relies on the arena's protocol (a
+//!   draft is the only handle to, and the only writer of, its unsealed block, which nothing
+//!   else releases while the draft lives). A process that breaks the protocol through its
+//!   mapping (say, Python writing into an object it already sealed) makes readers see changing
+//!   bytes: wrong data, but no memory unsafety in the reader beyond that, as the pages stay
+//!   mapped.
+//! - **Python's access** (feature `python`) goes through `ArenaBuffer`, which exports this
+//!   process's one mapping through the buffer protocol instead of Python mapping the file a
+//!   second time. Python code in this process is then one more writer that Rust cannot see,
+//!   exactly like another process: it is only ever told the offsets of `Leased` (its own, to
+//!   fill) and `Sealed` (to read) objects, never of a `Writing` block that a draft here holds
+//!   as `&mut [u8]`. The exporter holds the mapping (`Arc<Mapping>`), and every Python view
+//!   holds the exporter (`Py_buffer.obj`), so no view outlives the mapping.
 //! - **The file itself** must keep its length: a process that truncates it would make accesses
 //!   fault with `SIGBUS`. The file is created mode 0600 (only the server's user can open it
 //!   for writing; /dev/shm's sticky bit keeps others from removing it), and nothing in this
@@ -29,6 +37,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::ptr::NonNull;
+#[cfg(feature = "python")]
+use std::sync::Arc;
 
 use crate::error::{Result, ShmError};
 use crate::header::{BlockHeader, Header, DATA_START, GRANULE};
@@ -52,7 +62,7 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     /// Creates `path` exclusively (`O_CREAT | O_EXCL`, mode 0600), reserves `len` bytes for it
     /// (so a too-small /dev/shm fails now with `ENOSPC`, not later with `SIGBUS`), maps it
-    /// pre-faulted, and initialises the header's robust mutex. All other bytes are zero. On
+    /// (see [`Mapping::map`]), and initialises the header's robust mutex. All other bytes are zero. On
     /// error the file is removed again.
     ///
     /// # Errors
@@ -81,7 +91,7 @@ impl Mapping {
         made
     }
 
-    /// Maps an existing arena file, pre-faulted.
+    /// Maps an existing arena file (see [`Mapping::map`]).
     ///
     /// # Errors
     /// [`ShmError::Io`] when the file cannot be opened or mapped; [`ShmError::NotAnArena`] when
@@ -103,10 +113,11 @@ impl Mapping {
     /// the mapping keeps the file alive.
     ///
     /// No `MAP_POPULATE`: `posix_fallocate` at creation already made every page of the file
-    /// resident in the tmpfs, so a first touch here is a minor fault, not an allocation; and
-    /// the Rust side touches little but the header and the allocator (the payloads are read and
-    /// written through the workers' own data mapping). Populating 1 GiB of page tables in the
-    /// engine and in every worker cost about 0.1–0.7 s per process at start for nothing.
+    /// resident in the tmpfs, so a first touch here is a minor fault, not an allocation; and a
+    /// process touches little but the header, the allocator and the payloads it uses itself
+    /// (Python's through `ArenaBuffer`, this same mapping). Populating 1 GiB of page tables
+    /// in the engine and in every worker cost about 0.1–0.7 s per process at start and made
+    /// the whole arena count in each worker's RSS, for nothing.
     fn map(file: &File, len: usize, path: &Path) -> Result<Mapping> {
         if (len as u64) < DATA_START + GRANULE {
             return Err(ShmError::NotAnArena {
@@ -194,8 +205,9 @@ impl Mapping {
         }
         // SAFETY: the range is inside the live, writable mapping (checked above). This is the
         // only reference to these bytes in this process while it lives: the block has exactly
-        // one `ExclusiveSpan` (see its docs), borrowed mutably here, and no other code of this
-        // process makes slices of payload bytes.
+        // one `ExclusiveSpan` (see its docs), borrowed mutably here, no other Rust code of this
+        // process makes slices of payload bytes, and Python (through `ArenaBuffer`) is never
+        // told where a `Writing` block lies (see the module docs).
         Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset), len) })
     }
 }
@@ -219,7 +231,8 @@ impl ExclusiveSpan {
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly what mmap returned, and nothing borrowed from the
-        // mapping outlives `self` (all borrows are tied to `&self`).
+        // mapping outlives `self`: Rust borrows are tied to `&self`, and Python buffers hold an
+        // `ArenaBuffer`, hence an `Arc` of `self`, until the last view of them is released.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
@@ -239,5 +252,74 @@ fn reserve(file: &File, len: usize) -> io::Result<()> {
                  size, e.g. `docker run --shm-size`, or lower the arena size)"
         ))),
         rc => Err(io::Error::from_raw_os_error(rc)),
+    }
+}
+
+/// This process's mapping of an arena, whole, as a Python object that supports the buffer
+/// protocol: writable, one-dimensional, of bytes (format `B`). Python builds its memoryviews and
+/// numpy arrays over it (`np.frombuffer(buffer, dtype, count, offset)`), so a worker maps the
+/// arena once, with the Rust client, and touches only the pages it uses.
+///
+/// Made by [`Arena::buffer`](crate::Arena::buffer). It holds the mapping, and each exported
+/// view holds it (CPython keeps `Py_buffer.obj` until the view is released), so the mapping
+/// outlives every view: dropping the `Arena` first only drops one of the mapping's owners.
+#[cfg(feature = "python")]
+#[pyo3::pyclass(name = "ArenaBuffer", module = "mosec._engine", frozen)]
+pub struct ArenaBuffer {
+    map: Arc<Mapping>,
+}
+
+#[cfg(feature = "python")]
+impl ArenaBuffer {
+    /// The buffer of `map`.
+    pub(crate) fn new(map: Arc<Mapping>) -> Self {
+        Self { map }
+    }
+}
+
+#[cfg(feature = "python")]
+#[pyo3::pymethods]
+impl ArenaBuffer {
+    /// Bytes of the mapping (the whole arena file).
+    fn __len__(&self) -> usize {
+        self.map.len
+    }
+
+    /// `bf_getbuffer`: fills `view` with the whole mapping, writable. Nothing is allocated for
+    /// the view (`PyBuffer_FillInfo` points `format` at a static `"B"`), so no
+    /// `__releasebuffer__` is needed: releasing the view drops its reference to `slf`.
+    ///
+    /// # Safety
+    /// Called by CPython (through pyo3's slot) with `view` pointing to a `Py_buffer` it owns.
+    unsafe fn __getbuffer__(
+        slf: pyo3::Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::ffi::c_int,
+    ) -> pyo3::PyResult<()> {
+        use pyo3::prelude::*;
+        let map = &slf.get().map;
+        let len = pyo3::ffi::Py_ssize_t::try_from(map.len).map_err(|_| {
+            pyo3::exceptions::PyBufferError::new_err("arena too large for a buffer")
+        })?;
+        // SAFETY: `view` is CPython's own `Py_buffer` (the contract of this slot), and
+        // `PyBuffer_FillInfo` only writes it. `ptr..ptr + len` is the live, readable and
+        // writable mapping; `PyBuffer_FillInfo` stores a new reference to `slf` in `view.obj`,
+        // which keeps `slf`, so its `Arc<Mapping>`, so the mapping, alive until the view is
+        // released. Writes through the view are the unseen writer of the module docs.
+        let filled = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                map.ptr.as_ptr().cast(),
+                len,
+                0, // writable
+                flags,
+            )
+        };
+        if filled == 0 {
+            Ok(())
+        } else {
+            Err(PyErr::fetch(slf.py()))
+        }
     }
 }

@@ -15,8 +15,8 @@ use crate::error::{Result, ShmError};
 /// | 16..24  | `size`       | payload length in bytes                                   |
 /// | 24..32  | `generation` | unique per allocation in this arena, never 0              |
 ///
-/// `offset` is a file offset, so a process that maps the arena file itself (Python's
-/// `mmap.mmap`) reads the payload at `mm[offset:offset + size]`.
+/// `offset` is a file offset, so code that views the mapping as bytes (Python, through an
+/// `ArenaBuffer`) reads the payload at `buffer[offset:offset + size]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Reference {
     /// The arena that made it.
@@ -61,8 +61,8 @@ impl Reference {
     }
 }
 
-/// Where a sealed object's payload lies in the arena file, for processes that map the file
-/// themselves: bytes `offset .. offset + len`.
+/// Where a sealed object's payload lies in the arena file, for code that reads the mapping as
+/// bytes (Python): bytes `offset .. offset + len`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     /// Byte offset from the start of the file (a multiple of 64).

@@ -1,12 +1,14 @@
 //! `ArenaClient`: a worker's handle on the server's arena. Allocation, sealing, validation and
 //! freeing happen here in Rust, under the arena's lock; the bytes themselves are read and
-//! written by Python through its own `mmap` of the same file, at the offsets returned here.
+//! written by Python, at the offsets returned here, through `buffer()`: the client's own
+//! mapping exported as a Python buffer (`shm::ArenaBuffer`, where the unsafe export lives), so
+//! a worker maps the arena once.
 
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use shm::{Arena, Reference};
+use shm::{Arena, ArenaBuffer, Reference};
 
 use super::errors::shm_error;
 
@@ -38,6 +40,12 @@ impl PyArenaClient {
     #[getter]
     fn capacity(&self) -> u64 {
         self.arena.capacity()
+    }
+
+    /// The client's mapping of the whole file as a writable buffer; views of it keep the
+    /// mapping alive after the client is gone.
+    fn buffer(&self) -> ArenaBuffer {
+        self.arena.buffer()
     }
 
     /// Reserves `size` bytes for this process, waiting up to `timeout_ms` for space.

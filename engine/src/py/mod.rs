@@ -22,6 +22,7 @@ fn version() -> &'static str {
 fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<engine::PyEngine>()?;
     module.add_class::<arena::PyArenaClient>()?;
+    module.add_class::<shm::ArenaBuffer>()?;
     module.add_function(wrap_pyfunction!(default_config, module)?)?;
     module.add_function(wrap_pyfunction!(version, module)?)?;
     add_wire_constants(module)?;

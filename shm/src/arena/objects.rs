@@ -1,7 +1,7 @@
-//! An object's life in the arena: allocated as a [`Draft`] (or leased to a writer with its own
-//! mapping), sealed, located by readers, freed.
+//! An object's life in the arena: allocated as a [`Draft`] (or leased to a writer outside Rust,
+//! such as Python), sealed, located by readers, freed.
 //!
-//! There is no read handle and no pin: readers map the file themselves and [`Arena::locate`]
+//! There is no read handle and no pin: readers view the mapping as bytes and [`Arena::locate`]
 //! only validates. An object's bytes stay put until someone frees it, so whoever frees must
 //! know that nobody reads it any more. In mosec that is the engine, which frees an input only
 //! once the worker reading it has answered its batch or is gone (ARCHITECTURE.md, lifetime
@@ -24,7 +24,7 @@ const MAX_SLEEP: Duration = Duration::from_millis(50);
 impl Arena {
     /// Allocates an object of `size` payload bytes (0 allowed), 64-byte aligned, owned by this
     /// process, with a fresh generation. Write it through the returned [`Draft`], then seal it
-    /// (or lease it to code that writes through its own mapping). Never waits.
+    /// (or lease it to code that writes it outside Rust, such as Python). Never waits.
     ///
     /// # Errors
     /// [`ShmError::Full`] when no free block is large enough now; [`ShmError::TooLarge`] when
@@ -104,8 +104,8 @@ impl Arena {
     }
 
     /// Checks that `reference` names a sealed object and returns where its payload lies in the
-    /// file, for a process that maps the file itself (a Python worker reads
-    /// `mm[span.offset:span.offset + span.len]`). Nothing is pinned: the bytes are the object's
+    /// file, for code that views the mapping as bytes (a Python worker reads
+    /// `buffer[span.offset:span.offset + span.len]`). Nothing is pinned: the bytes are the object's
     /// until it is freed, and the caller must stop using them before that (in mosec the engine
     /// frees a stage's input only after that stage has answered for it).
     ///
