@@ -2,14 +2,13 @@
 
 import argparse
 import datetime
-import platform
-import os
 import sys
 from pathlib import Path
 
 from benchmarks.chaos import report
 from benchmarks.chaos.faults import FAULTS
 from benchmarks.chaos.run import FULL, SHORT, Settings, run
+from benchmarks.machine import describe
 from benchmarks.runtimes import HERE, RUNTIMES
 
 TARGETS = ("ours", "upstream")
@@ -72,6 +71,16 @@ def _names(text: str, known, what: str):
     return names
 
 
+def _machine() -> str:
+    """``2 cores (Intel ...), Linux 6.1, commit abc1234``."""
+    facts = describe()
+    return (
+        f"{facts['cores']} cores ({facts['cpu']}), {facts['os']}, kernel {facts['kernel']}, "
+        f"Python {facts['python']}, commit {facts['git_commit']}"
+        + (" with local changes" if facts["git_dirty"] else "")
+    )
+
+
 def command(args: argparse.Namespace) -> int:
     """Run the chosen faults against the chosen targets; print and write the table."""
     base = SHORT if args.short else FULL
@@ -94,7 +103,7 @@ def command(args: argparse.Namespace) -> int:
         meta = {
             "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
             "started": now.astimezone().isoformat(timespec="seconds"),
-            "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.release()}",
+            "machine": _machine(),
         }
         args.output.write_text(report.page(rows, settings, meta))
         log(f"wrote {args.output}")

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Set
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import psutil
 
@@ -103,12 +103,28 @@ def _poll(condition: Callable[[], bool], timeout_s: float) -> Optional[float]:
         time.sleep(0.05)
 
 
+def _together(calls: List[Tuple[Callable[..., None], tuple]], timeout_s: float) -> None:
+    """Run each ``(function, args)`` in its own thread; wait up to ``timeout_s`` for them all."""
+    threads = [threading.Thread(target=function, args=args) for function, args in calls]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0))
+
+
 def _whole(server: ChaosServer) -> bool:
     """Every worker is there and a valid request answers 200."""
     return len(server.workers()) == server.workers_expected and server.serves()
 
 
-def _recovery(seconds: Optional[float], timeout_s: float, why: str = "") -> Outcome:
+def _recovery(
+    server: ChaosServer, seconds: Optional[float], timeout_s: float, why: str = ""
+) -> Outcome:
+    """The outcome of a fault the server promises to recover from."""
+    code = server.tree.exit_code() if server.tree is not None else None
+    if code is not None:
+        return Outcome(False, f"no: the server exited with {code}")
     if seconds is None:
         return Outcome(False, f"no: {why or 'not whole'} after {timeout_s:.0f} s")
     return Outcome(True, f"yes {seconds:.1f} s")
@@ -137,9 +153,12 @@ def kill_worker(ctx: Context) -> Outcome:
                     kills += 1
                     last = time.monotonic()
         waited = _poll(lambda: _whole(ctx.server), ctx.recovery_s)
-    outcome = _recovery(None if waited is None else time.monotonic() - last, ctx.recovery_s)
-    # A request inside the killed worker is answered 500 at once.
-    outcome.allowed = {"500"}
+    outcome = _recovery(
+        ctx.server, None if waited is None else time.monotonic() - last, ctx.recovery_s
+    )
+    # A request inside the killed worker is answered 500 at once; one queued for a stage whose
+    # only worker was killed waits for the replacement, up to its deadline (408).
+    outcome.allowed = {"500", "408"}
     outcome.note = f"{kills} workers killed"
     return outcome
 
@@ -149,16 +168,15 @@ def disconnect_storm(ctx: Context) -> Outcome:
     own = Tally()
     with ctx.loaded():
         stop = time.monotonic() + ctx.duration_s
-        threads = [
-            threading.Thread(target=_storm, args=(ctx.server.port, stop, random.Random(i), own))
-            for i in range(STORM_THREADS)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(ctx.duration_s + 5)
+        _together(
+            [
+                (_storm, (ctx.server.port, stop, random.Random(i), own))
+                for i in range(STORM_THREADS)
+            ],
+            ctx.duration_s + 5,
+        )
         waited = _poll(lambda: _whole(ctx.server), ctx.recovery_s)
-    outcome = _recovery(waited, ctx.recovery_s)
+    outcome = _recovery(ctx.server, waited, ctx.recovery_s)
     outcome.own, outcome.own_allowed = own, {"reset"}
     outcome.note = f"{own.requests} connections reset"
     return outcome
@@ -208,7 +226,7 @@ def stuck_worker(ctx: Context) -> Outcome:
         client.close()
         pid = int(mark.read_text()) if mark.exists() else None
         waited = _poll(lambda: not _stuck(pid) and _whole(ctx.server), ctx.recovery_s)
-    outcome = _recovery(waited, ctx.recovery_s, f"worker {pid} still stuck")
+    outcome = _recovery(ctx.server, waited, ctx.recovery_s, f"worker {pid} still stuck")
     outcome.own, outcome.own_allowed = own, {"408"}
     outcome.note = "1 request stuck in forward"
     return outcome
@@ -263,17 +281,14 @@ def overfull_arena(ctx: Context) -> Outcome:
     own = Tally()
     with ctx.loaded():
         stop = time.monotonic() + ctx.duration_s
-        threads = [
-            threading.Thread(target=_oversized, args=(ctx.server, size, stop, own))
-            for size in (NEVER_FITS, FITS_ONCE, FITS_ONCE)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(ctx.duration_s + TIMEOUT_S + HANG_MARGIN_S)
+        sizes = (NEVER_FITS, FITS_ONCE, FITS_ONCE)
+        _together(
+            [(_oversized, (ctx.server, size, stop, own)) for size in sizes],
+            ctx.duration_s + TIMEOUT_S + HANG_MARGIN_S,
+        )
     fits = lambda: ctx.server.post({"n": 3, "size": FITS_ONCE})[0] == 200  # noqa: E731
     waited = _poll(fits, ctx.recovery_s)
-    outcome = _recovery(waited, ctx.recovery_s, "a request that fits still refused")
+    outcome = _recovery(ctx.server, waited, ctx.recovery_s, "a request that fits still refused")
     # A load request that finds the arena full for the shm-wait gets 503 too.
     outcome.allowed = {"503"}
     outcome.own, outcome.own_allowed = own, {"200", "503"}

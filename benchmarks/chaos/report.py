@@ -76,11 +76,14 @@ def page(rows: Sequence[Row], settings: Settings, meta: Dict[str, Any]) -> str:
     mix = ", ".join(f"{name} {share:.0%}" for name, share in KINDS)
     return f"""# Reliability: how the server fails
 
-Written by `{meta["command"]}` on {meta["started"]} ({meta["machine"]}). Each row is a fresh
-server (`benchmarks/targets/chaos_server.py`: a 2-process stage that makes a 128 KiB array, a
-1-process stage that checks it), {settings.concurrency} clients of steady load, a fault for
-{settings.duration_s:g} s, then up to {settings.recovery_s:g} s to recover. Server deadline
-`--timeout {int(TIMEOUT_S * 1000)}`; ours also `{" ".join(OURS_ARENA)}`.
+Written by `{meta["command"]}`
+on {meta["started"]}: {meta["machine"]}.
+
+Each row is a fresh server (`benchmarks/targets/chaos_server.py`: a 2-process stage that
+makes a 128 KiB array, a 1-process stage that checks it), {settings.concurrency} clients of
+steady load, a fault for {settings.duration_s:g} s, then up to {settings.recovery_s:g} s to
+recover. Server deadline `--timeout {int(TIMEOUT_S * 1000)}`; ours also
+`{" ".join(OURS_ARENA)}`.
 
 {table(rows)}
 ## Reading it

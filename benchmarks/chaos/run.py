@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from benchmarks.chaos.leaks import Leaks, Leftovers, rest, settle, stop_gracefully
 from benchmarks.chaos.faults import FAULTS, Context, Fault, Outcome
+from benchmarks.chaos.leaks import Leaks, Leftovers, rest, settle, stop_gracefully
 from benchmarks.chaos.load import Tally
 from benchmarks.chaos.target import ChaosServer, ServerSpec
 

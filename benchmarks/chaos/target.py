@@ -1,4 +1,4 @@
-"""One chaos server: ``targets/chaos_server.py`` under ours or upstream mosec, and what it is made of.
+"""One chaos server: ``targets/chaos_server.py`` under ours or upstream mosec, and its parts.
 
 The server runs as a ``ProcessTree`` (its own session, stopped by PID). Its workers are the
 children that ``multiprocessing``'s spawn start method made (both ours and upstream spawn them);
