@@ -1,9 +1,10 @@
-"""Command line: ``python -m benchmarks run | list | setup``.
+"""Command line: ``python -m benchmarks run | list | publish | setup | chaos``.
 
 ``run`` measures the chosen scenarios and targets and writes ``benchmarks/results/<timestamp>/``:
 ``results.json`` (every sample, the summaries, the skipped pairs, machine and versions),
 ``table.md`` (also printed on stdout), one PNG per scenario, and the servers' logs. ``publish``
 turns such a folder into ``benchmarks/RESULTS.md`` with its plots in ``benchmarks/figures``.
+``chaos`` runs the faults of ``benchmarks/chaos`` and writes ``benchmarks/RELIABILITY.md``.
 """
 
 import argparse
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from benchmarks import catalog, document, scenarios
+from benchmarks.chaos import cli as chaos_cli
 from benchmarks.machine import describe
 from benchmarks.progress import Progress
 from benchmarks.runner import Settings, run_plan, steps
@@ -76,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("run_dir", type=Path, help="a folder under benchmarks/results")
     setup = sub.add_parser("setup", help="create the virtual environments ahead of time")
     setup.add_argument("--runtimes", default="upstream,litserve", help="comma list")
+    chaos_cli.add_parser(sub)
     return top
 
 
@@ -230,6 +233,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return command_list()
         if args.command == "publish":
             return command_publish(args)
+        if args.command == "chaos":
+            return chaos_cli.command(args)
         return command_setup(args)
     except KeyboardInterrupt:
         print("\ninterrupted: every process the run started has been stopped", file=sys.stderr)

@@ -74,12 +74,12 @@ class ProcessTree:
     def processes(self) -> List[psutil.Process]:
         """The live processes of the tree (leader first); remembers each one in ``seen``."""
         if self._proc is None or self._proc.poll() is not None:
-            return self._remaining()
+            return self.remaining()
         try:
             leader = psutil.Process(self._proc.pid)
             tree = [leader, *leader.children(recursive=True)]
         except psutil.Error:
-            return self._remaining()
+            return self.remaining()
         with self._lock:
             for proc in tree:
                 try:
@@ -108,12 +108,12 @@ class ProcessTree:
         if self._proc.poll() is None:
             _signal_pid(self._proc, first)
             self._wait_gone(grace_s / 2)
-        if self._remaining():
+        if self.remaining():
             _signal_group(pgid, signal.SIGTERM)
             self._wait_gone(grace_s / 2)
-        if self._remaining():
+        if self.remaining():
             _signal_group(pgid, signal.SIGKILL)
-            for proc in self._remaining():
+            for proc in self.remaining():
                 _kill(proc)
             self._wait_gone(5.0)
         try:
@@ -121,7 +121,7 @@ class ProcessTree:
         except subprocess.TimeoutExpired:
             pass
 
-    def _remaining(self) -> List[psutil.Process]:
+    def remaining(self) -> List[psutil.Process]:
         """Processes ever seen in the tree (the leader among them) that are still alive."""
         with self._lock:
             known = list(self.seen.values())
@@ -133,7 +133,7 @@ class ProcessTree:
         while time.monotonic() < deadline:
             if self._proc is not None:
                 self._proc.poll()
-            if not self._remaining():
+            if not self.remaining():
                 return
             time.sleep(0.05)
 
