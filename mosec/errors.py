@@ -65,6 +65,17 @@ class StoreFullError(ServerError):
     msg = "store full"
 
 
+class StoreUnavailableError(ServerError):
+    """An object store cannot be reached (its daemon died, say): the request gets 503.
+
+    A server whose store daemon is registered drains and exits when the daemon dies; the
+    requests caught in that moment are told to retry elsewhere, not that the model failed.
+    """
+
+    code = 503
+    msg = "store unavailable"
+
+
 class StoreReferenceError(ServerError):
     """A store reference is stale, forged, does not unpack, or names another store (500)."""
 

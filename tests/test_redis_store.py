@@ -14,7 +14,7 @@ from redis_util import RedisServer, run_redis
 from server_util import Server, StartServer, wait_until
 from servers.store_objects import build, digest
 
-from mosec.errors import StoreFullError, StoreReferenceError
+from mosec.errors import StoreFullError, StoreReferenceError, StoreUnavailableError
 from mosec.mixin import RedisShmIPCMixin, redis_worker
 from mosec.store.codec import decode, encode
 from mosec.store.redis import DEFAULT_TTL_MS, KEY_PREFIX, RedisStore, connect
@@ -162,6 +162,20 @@ def test_a_full_redis_is_a_503_class_error(redis_server: RedisServer) -> None:
         client.config_set("maxmemory", "0")
     assert StoreFullError.code == 503
     assert redis_server.our_keys() == []
+
+
+def test_an_unreachable_redis_is_a_503_class_error(tmp_path: Path) -> None:
+    with run_redis(tmp_path) as gone:
+        store = RedisStore(connect(gone.url))
+        payload = encode(np.ones(1 << 16), store)
+        gone.proc.kill()
+        gone.proc.wait()
+        # Its daemon died: writes and reads alike tell the request to retry elsewhere (503).
+        with pytest.raises(StoreUnavailableError):
+            store.put_many([bytes(1 << 17)])
+        with pytest.raises(StoreUnavailableError):
+            decode(payload, store)
+    assert StoreUnavailableError.code == 503
 
 
 def test_set_redis_url_reaches_the_class_and_spawned_workers(

@@ -17,12 +17,6 @@ from benchmarks.chaos.run import SHORT, Row, run
 #: The faults the short run covers: all but the fault-free ``mix`` row, which every other row's
 #: steady load already is.
 SHORT_FAULTS = [name for name in FAULTS if name != "mix"]
-#: DAEMON_500_RACE: statuses the server should not give but does today, by fault. When Redis
-#: dies, a worker whose store call fails answers 500 ("encoding raised ConnectionError")
-#: before the supervisor has failed the requests in flight with 503, and requests admitted
-#: between that and the start of the drain meet the dead store too. The table shows them as
-#: unexplained; ``test_a_killed_store_daemon_fails_requests_with_503`` tracks the fix.
-KNOWN_WRONG = {"daemon-killed": {"500"}}
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +41,7 @@ def test_a_fault_leaves_no_hang_no_leak_and_no_unexplained_status(
     assert row.load.hangs == 0 and row.outcome.own.hangs == 0, row.load.statuses()
     # A 408 is a deadline met, not a failure: on a loaded 2-core machine a slow request can
     # pass the 2 s deadline in any row; the table still shows it as unexplained.
-    known = KNOWN_WRONG.get(fault, set())
-    unexplained = {
-        key: n
-        for key, n in row.unexpected().items()
-        if not key.endswith("408") and key not in known
-    }
+    unexplained = {key: n for key, n in row.unexpected().items() if not key.endswith("408")}
     assert unexplained == {}, row.load.statuses()
     assert row.load.counts["200"] > 0, "the steady load was never served"
     if row.leaks is not None:  # the daemon fault's server exits: nothing left to settle
@@ -84,7 +73,6 @@ def test_a_stuck_request_gets_408_and_the_server_goes_on(rows: Dict[str, Row]) -
 
 # STUCK_WORKER_REPLACED: the engine does not yet replace a worker stuck past its timeout; the
 # change that does makes this test pass, and ``strict`` then fails it until the mark goes.
-@pytest.mark.xfail(strict=True, reason="a stuck worker is not replaced yet")
 def test_a_stuck_worker_is_replaced(rows: Dict[str, Row]) -> None:
     row = rows["stuck-worker"]
     assert row.outcome is not None
@@ -99,7 +87,6 @@ def test_a_killed_store_daemon_stops_the_server_cleanly(rows: Dict[str, Row]) ->
     assert row.leftovers.exit_code not in (None, 0)
 
 
-@pytest.mark.xfail(strict=False, reason="DAEMON_500_RACE: some requests get 500 (a race)")
 def test_a_killed_store_daemon_fails_requests_with_503(rows: Dict[str, Row]) -> None:
     row = rows["daemon-killed"]
     assert row.load.counts["500"] == 0, row.load.statuses()

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mosec import _engine
-from mosec.errors import StoreFullError, StoreReferenceError
+from mosec.errors import StoreFullError, StoreReferenceError, StoreUnavailableError
 
 if TYPE_CHECKING:
     import redis
@@ -121,6 +121,7 @@ class RedisStore:
 
         Raises:
             StoreFullError: Redis refused a write for lack of memory (``maxmemory``).
+            StoreUnavailableError: Redis cannot be reached.
         """
         keys = [self.new_key() for _ in buffers]
         pipe = self.client.pipeline(transaction=False)
@@ -132,8 +133,7 @@ class RedisStore:
             # Some SETs may have landed before the failure: all or none.
             with contextlib.suppress(Exception):
                 self.discard(keys)
-            if _is_out_of_memory(err):
-                raise StoreFullError(f"redis: {err}") from None
+            _raise_store_error(err)
             raise
         return keys
 
@@ -150,8 +150,7 @@ class RedisStore:
         try:
             self.client.set(object_id, as_bytes(array), px=self.ttl_ms)
         except BaseException as err:
-            if _is_out_of_memory(err):
-                raise StoreFullError(f"redis: {err}") from None
+            _raise_store_error(err)
             raise
 
     def discard(self, object_ids: Sequence[bytes]) -> None:
@@ -171,7 +170,11 @@ class RedisStore:
         pipe = self.client.pipeline(transaction=False)
         for object_id in object_ids:
             pipe.getdel(object_id)
-        values = pipe.execute()
+        try:
+            values = pipe.execute()
+        except BaseException as err:
+            _raise_store_error(err)
+            raise
         missing = [key for key, value in zip(object_ids, values) if value is None]
         if missing:
             raise StoreReferenceError(
@@ -204,8 +207,16 @@ class RedisStore:
         return keys, used
 
 
-def _is_out_of_memory(err: BaseException) -> bool:
-    """Whether Redis refused a write because ``maxmemory`` is reached."""
-    from redis.exceptions import OutOfMemoryError
+def _raise_store_error(err: BaseException) -> None:
+    """Raise the store error a Redis failure means for the request, if it is one.
 
-    return isinstance(err, OutOfMemoryError)
+    Raises:
+        StoreFullError: Redis refused a write because ``maxmemory`` is reached (503).
+        StoreUnavailableError: Redis cannot be reached (503): its daemon is gone, say.
+    """
+    from redis.exceptions import ConnectionError, OutOfMemoryError, TimeoutError
+
+    if isinstance(err, OutOfMemoryError):
+        raise StoreFullError(f"redis: {err}") from None
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        raise StoreUnavailableError(f"redis: {err}") from None
