@@ -83,13 +83,26 @@ class LocalClient:
         status, body = self._engine.call(path, _as_bytes(data), self._deadline_ms(timeout))
         return LocalResponse(status, body)
 
+    @property
+    def arena_path(self) -> str | None:
+        """The server's arena file, when a stage uses it (for :meth:`submit`'s ``stored``)."""
+        return self._engine.arena_path()
+
     def submit(
-        self, data: bytes, path: str = "/inference", timeout: float | None = None
+        self,
+        data: bytes,
+        path: str = "/inference",
+        timeout: float | None = None,
+        *,
+        stored: bool = False,
     ) -> concurrent.futures.Future[LocalResponse]:
         """Start :meth:`call` and return at once; the future gets its :class:`LocalResponse`.
 
         Every submitted call is answered (503 when the server stops first), so the future
-        always completes; it cannot be cancelled.
+        always completes; it cannot be cancelled. With ``stored``, ``data`` is a store
+        reference (:func:`mosec.store.codec.encode` into the arena at :attr:`arena_path`):
+        the call takes its objects over, and the engine releases them when it ends (also when
+        it is refused), as it releases any stage's output.
 
         Raises:
             RuntimeError: the server has stopped.
@@ -107,7 +120,7 @@ class LocalClient:
                 )
                 self._collector.start()
         try:
-            self._engine.submit(path, _as_bytes(data), self._deadline_ms(timeout), token)
+            self._engine.submit(path, _as_bytes(data), self._deadline_ms(timeout), token, stored)
         except BaseException:
             with self._lock:
                 self._pending.pop(token, None)

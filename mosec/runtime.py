@@ -52,8 +52,10 @@ class Runtime:
                 ``num`` is then ``len(cpus)`` (leave it at 1, or give the same number).
             wait_for_batch: False: a batch never waits for items to come (``max_wait_time``
                 is not used); it is what is queued when a worker is free, up to
-                ``max_batch_size``, shared among the stage's workers. For a worker that runs
-                a batch's items one by one, so that many small items take one hop to it.
+                ``max_batch_size``, shared among the stage's workers, and no more than about
+                2 ms of the worker's measured time per item (one item until measured). For a
+                worker that runs a batch's items one by one, so that many small items take
+                one hop to it while slow ones still go one at a time.
 
         Raises:
             TypeError: when ``worker`` is not a Worker subclass.

@@ -264,6 +264,8 @@ class Server:
         capacity: int | None = None,
         max_request_size: int | None = None,
         log_level: str | None = None,
+        shm_size: int | None = None,
+        shm_wait_ms: int | None = None,
     ) -> Iterator[LocalClient]:
         """Run the server in this process, with no HTTP clients, for in-process calls.
 
@@ -279,6 +281,8 @@ class Server:
             capacity: the most calls in flight; one more is answered 429.
             max_request_size: the largest call body in bytes (413 past it).
             log_level: ``debug``, ``info``, ``warning`` or ``error`` for the engine and workers.
+            shm_size: the arena's bytes (``--shm-size``), when a stage uses it.
+            shm_wait_ms: how long a producer waits for room in a full arena (``--shm-wait``).
 
         Raises:
             RuntimeError: a stage cannot start, or the engine cannot (the log says why).
@@ -294,6 +298,10 @@ class Server:
             overrides["max_request_size"] = max_request_size
         if log_level is not None:
             overrides["log_level"] = log_level
+        if shm_size is not None:
+            overrides["shm_size"] = shm_size
+        if shm_wait_ms is not None:
+            overrides["shm_wait_ms"] = shm_wait_ms
         config = dataclasses.replace(config, **overrides)
         if not self._routes:
             raise RuntimeError("no worker: call append_worker or register_runtime first")

@@ -91,6 +91,43 @@ pub async fn collect(
 /// other and make the frame big).
 pub const QUEUED_BATCH_BYTES: usize = 1 << 20;
 
+/// The work, in the worker's expected time, one [`take_queued`] batch may hold: its items'
+/// results come back together, so the first one waits for the others' work, by at most this
+/// much when the items cost what the ones before them did.
+pub const QUEUED_BATCH_WORK: Duration = Duration::from_millis(2);
+
+/// What one item of a stage that takes what is queued costs its worker, as measured so far:
+/// how many items the next batch may take within [`QUEUED_BATCH_WORK`].
+///
+/// The estimate is an average weighted 1/8 to the newest batch: a scheduling hiccup moves it
+/// little, while one item far slower than the budget (a second where items took microseconds)
+/// is enough to hand the next ones over one at a time, as a plain stage would. Nothing
+/// measured yet means one item at a time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ItemCost {
+    per_item: Option<Duration>,
+}
+
+impl ItemCost {
+    /// Notes that a batch of `items` took `elapsed`.
+    pub fn note(&mut self, elapsed: Duration, items: usize) {
+        let sample = elapsed / u32::try_from(items.max(1)).unwrap_or(u32::MAX);
+        self.per_item = Some(match self.per_item {
+            Some(known) => (known * 7 + sample) / 8,
+            None => sample,
+        });
+    }
+
+    /// How many items the next batch may take (at least 1, at most `max_batch_size`).
+    pub fn limit(&self, max_batch_size: usize) -> usize {
+        let Some(per_item) = self.per_item else {
+            return 1;
+        };
+        let fits = QUEUED_BATCH_WORK.as_nanos() / per_item.as_nanos().max(1);
+        usize::try_from(fits).unwrap_or(usize::MAX).clamp(1, max_batch_size.max(1))
+    }
+}
+
 /// Fills `batch` (which must start empty) with what is queued once an item is there, without
 /// waiting for more: at most `max_batch_size` items, at most this link's share of the queue
 /// (the items queued divided among the stage's `workers`, rounded up, so that a burst is
@@ -222,6 +259,24 @@ mod tests {
         let mut small_then_large = Vec::new();
         take_queued(&queue.receiver, &mut small_then_large, 32, 1).await;
         assert_eq!(small_then_large.iter().map(|q| q.task_id).collect::<Vec<_>>(), [2, 3, 4]);
+    }
+
+    #[test]
+    fn the_measured_item_cost_sizes_the_next_batch_cautiously() {
+        let mut cost = ItemCost::default();
+        assert_eq!(cost.limit(64), 1, "nothing measured: one at a time");
+        cost.note(Duration::from_micros(100), 5); // 20 us an item: 100 fit in 2 ms
+        assert_eq!(cost.limit(64), 64);
+        cost.note(Duration::from_millis(3), 1); // a hiccup: still many
+        assert!(cost.limit(64) > 1);
+        cost.note(Duration::from_secs(4), 1); // one slow item: one at a time at once
+        assert_eq!(cost.limit(64), 1);
+        cost.note(Duration::from_micros(20), 1); // fast again: the estimate comes down slowly
+        assert_eq!(cost.limit(64), 1);
+        for _ in 0..200 {
+            cost.note(Duration::from_micros(20), 1);
+        }
+        assert_eq!(cost.limit(64), 64);
     }
 
     #[tokio::test(start_paused = true)]

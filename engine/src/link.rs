@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
-use crate::batcher::{collect, take_queued, Queued};
+use crate::batcher::{collect, take_queued, ItemCost, Queued};
 use crate::metrics::StageLabels;
 use crate::protocol::{
     read_frame, write_items, Frame, FrameKind, Hello, Item, ProtocolError, FLAG_REFERENCE,
@@ -196,6 +196,8 @@ impl Link<'_> {
         let mut shutdown = self.shared.shutdown.subscribe();
         let max_batch_size = self.stage.config.max_batch_size;
         let mut batch: Vec<Queued> = Vec::with_capacity(max_batch_size);
+        // For a stage that takes what is queued: its worker's cost per item, so far.
+        let mut cost = ItemCost::default();
         loop {
             let receiver = &self.stage.queue.receiver;
             let next_batch = async {
@@ -203,7 +205,7 @@ impl Link<'_> {
                     collect(receiver, &mut batch, max_batch_size, self.stage.max_wait).await
                 } else {
                     let workers = self.stage.connected.load(Ordering::Acquire);
-                    take_queued(receiver, &mut batch, max_batch_size, workers).await
+                    take_queued(receiver, &mut batch, cost.limit(max_batch_size), workers).await
                 }
             };
             let wake = tokio::select! {
@@ -251,11 +253,13 @@ impl Link<'_> {
             let started = Instant::now();
             match self.await_result(&items).await {
                 Ok(results) => {
+                    let elapsed = started.elapsed();
+                    cost.note(elapsed, items.len());
                     self.shared
                         .metrics
                         .process_duration
                         .get_or_create(&self.labels)
-                        .observe(started.elapsed().as_secs_f64());
+                        .observe(elapsed.as_secs_f64());
                     self.dispatch(items, results);
                     // After every task of the batch has had its result: see `batch_answered`.
                     self.shared.tasks.batch_answered(&self.holder);

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import json
 import multiprocessing
 import os
 import pickle
@@ -26,6 +27,8 @@ from time import perf_counter
 from typing import Any, Callable
 
 import mosec
+from mosec import _engine
+from mosec.errors import StoreFullError
 from mosec.flow import split_joined
 from mosec.local import LocalResponse
 from mosec.mpserver import plan
@@ -39,11 +42,21 @@ from mosec.mpserver.errors import (
 )
 from mosec.mpserver.servlets import Servlet
 from mosec.mpserver.stages import init_error_path
+from mosec.store.arena import ArenaStore
+from mosec.store.codec import encode, is_reference, parse_reference
+from mosec.store.mapping import ArenaMapping
 
-#: The one route of a server.
 #: The largest input a call may hand over (the engine needs a bound; mpservice has none).
 MAX_CALL_BYTES = 1 << 40
+#: The one route of a server.
 ROUTE = "/inference"
+#: The bytes of a server's arena, made when its shared-memory directory has room for twice
+#: as much (else every payload is a pickle through the engine, as mpservice's through pipes).
+#: Inputs and hand-overs with large buffers go through it; what finds no room goes inline.
+ARENA_BYTES = 256 << 20
+#: How long a call waits for room in a full arena before its input goes inline (ms); stages
+#: never wait (their outputs go inline at once), so a full arena cannot stall the flow.
+CALLER_ARENA_WAIT_MS = 1000
 #: The engine's default deadline, which bounds the drain when the server stops (seconds);
 #: every call gives its own deadline.
 DRAIN_S = 60.0
@@ -67,6 +80,8 @@ class Backend:
         self._client: Any = None
         self._joined = False
         self._report_dir: str | None = None
+        #: The arena as this process writes call inputs into it, when the server has one.
+        self._store: ArenaStore | None = None
 
     def start(self) -> None:
         """Start the engine and every worker; returns once each worker's ``__init__`` is done.
@@ -78,7 +93,8 @@ class Backend:
         """
         self._report_dir = tempfile.mkdtemp(prefix="mpserver-")
         try:
-            route = plan.build(self._servlet, self._report_dir)
+            arena = _arena_fits()
+            route = plan.build(self._servlet, self._report_dir, arena)
             _check_picklable(route)
             server = mosec.Server()
             server._add_route(ROUTE, route.steps, http=False)
@@ -88,6 +104,8 @@ class Backend:
                 # mpservice has no size limit on what a call hands over, and logs quietly.
                 max_request_size=MAX_CALL_BYTES,
                 log_level="warning",
+                shm_size=ARENA_BYTES if arena else None,
+                shm_wait_ms=0,
             )
             try:
                 self._client = local.__enter__()
@@ -102,6 +120,9 @@ class Backend:
             raise
         self._local = local
         self._joined = route.joined
+        path = self._client.arena_path
+        if path is not None:
+            self._store = ArenaStore(ArenaMapping(path, CALLER_ARENA_WAIT_MS))
 
     def stop(self) -> None:
         """Drain, stop every worker (their ``cleanup`` runs) and the engine."""
@@ -111,6 +132,7 @@ class Backend:
                 local.__exit__(None, None, None)
         finally:
             self._client = None
+            self._store = None
             self._remove_reports()
 
     def call(self, x: Any, t0: float, t1: float, timeout: float) -> Any:
@@ -125,8 +147,7 @@ class Backend:
         Raises:
             Exception: the item's exception (its own type), ``TimeoutError`` past the deadline.
         """
-        data, remaining = self._request(x, t0, t1, timeout)
-        return self.result(self._running().call(data, ROUTE, timeout=remaining), t0, t1)
+        return self.result(self.submit(x, t0, t1, timeout).result(), t0, t1)
 
     def submit(
         self, x: Any, t0: float, t1: float, timeout: float
@@ -138,8 +159,18 @@ class Backend:
         Raises:
             Exception: ``x`` cannot be pickled, or ``TimeoutError`` when its time is up already.
         """
-        data, remaining = self._request(x, t0, t1, timeout)
-        return self._running().submit(data, ROUTE, timeout=remaining)
+        client = self._running()
+        remaining = t0 + timeout - perf_counter()
+        if remaining <= 0:
+            raise _timeout(t0, t1)
+        data, stored = self._encode(x)
+        try:
+            return client.submit(data, ROUTE, timeout=remaining, stored=stored)
+        except BaseException:
+            if stored:  # never handed over: nobody else will free its objects
+                assert self._store is not None
+                self._store.discard(parse_reference(data, self._store)[0])
+            raise
 
     def _running(self) -> Any:
         client = self._client
@@ -147,13 +178,17 @@ class Backend:
             raise RuntimeError("the server is not running: use it as a context manager")
         return client
 
-    def _request(self, x: Any, t0: float, t1: float, timeout: float) -> tuple[bytes, float]:
-        """The call's body and the seconds left for it."""
-        data = pickle.dumps(x, protocol=PROTOCOL)
-        remaining = t0 + timeout - perf_counter()
-        if remaining <= 0:
-            raise _timeout(t0, t1)
-        return data, remaining
+    def _encode(self, x: Any) -> tuple[bytes, bool]:
+        """The call's body, and whether it is an arena reference the call hands over."""
+        store = self._store
+        if store is not None:
+            try:
+                data = encode(x, store)
+            except StoreFullError:
+                pass  # no room within the wait: this input goes inline
+            else:
+                return data, is_reference(data)
+        return pickle.dumps(x, protocol=PROTOCOL), False
 
     def result(self, answer: LocalResponse, t0: float, t1: float) -> Any:
         """The result the engine's answer carries, or its exception raised.
@@ -177,6 +212,14 @@ class Backend:
             raise ServerBacklogFull(self._backlog())
         raise error_from_answer(status, body)
 
+    def arena_stats(self) -> dict[str, int] | None:
+        """The arena's ``capacity``, ``used`` bytes and ``objects`` now; None without one."""
+        store = self._store
+        if store is None:
+            return None
+        capacity, used, objects = store.mapping.stats()
+        return {"capacity": capacity, "used": used, "objects": objects}
+
     def _init_error(self, names: list[str]) -> BaseException | None:
         """The exception the first failing worker's ``__init__`` raised, when one reported."""
         assert self._report_dir is not None
@@ -195,6 +238,16 @@ class Backend:
 
 def _timeout(t0: float, t1: float) -> TimeoutError:
     return TimeoutError(f"{t1 - t0:.3f} seconds enqueue, {perf_counter() - t0:.3f} seconds total")
+
+
+def _arena_fits() -> bool:
+    """Whether the engine's shared-memory directory has room for an arena, twice over."""
+    shm_dir = json.loads(_engine.default_config())["shm_dir"]
+    try:
+        stats = os.statvfs(shm_dir)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize >= 2 * ARENA_BYTES
 
 
 def _check_picklable(route: plan.Plan) -> None:
@@ -272,6 +325,7 @@ class ServerBase:
             "capacity": self._capacity,
             "backlog": self._backlog,
             "servlet": _describe(self.servlet),
+            "arena": self._backend.arena_stats(),
             "pid": os.getpid(),
             "active_processes": [str(p) for p in multiprocessing.active_children()],
             "active_threads": [str(t) for t in threading.enumerate()],

@@ -71,24 +71,26 @@ class Plan:
         return runtimes(self.steps)
 
 
-def build(servlet: Servlet, report_dir: str | None) -> Plan:
+def build(servlet: Servlet, report_dir: str | None, arena: bool = False) -> Plan:
     """Describe ``servlet`` as a route.
 
     Args:
         servlet: the root of the tree.
         report_dir: where workers leave the exception their ``__init__`` raised.
+        arena: whether the stages hand large buffers over through the server's arena.
 
     Raises:
         TypeError: a servlet of a kind this package does not know.
     """
-    builder = _Builder(report_dir)
+    builder = _Builder(report_dir, arena)
     steps = builder.steps(servlet, ())
     return Plan(steps, isinstance(steps[-1], Ensemble), builder.names)
 
 
 class _Builder:
-    def __init__(self, report_dir: str | None) -> None:
+    def __init__(self, report_dir: str | None, arena: bool) -> None:
         self.report_dir = report_dir
+        self.arena = arena
         self.names: list[str] = []
 
     def steps(self, servlet: Servlet, enclosing: tuple[Enclosing, ...]) -> list[Step]:
@@ -104,7 +106,7 @@ class _Builder:
             ]
             return [Ensemble(members, fail_fast=servlet.fail_fast)]
         if isinstance(servlet, SwitchServlet):
-            params = StageParams(target=servlet, enclosing=enclosing)
+            params = StageParams(target=servlet, enclosing=enclosing, arena=self.arena)
             chooser = stage_class(ChooserStage, _stage_name(type(servlet).__name__), params)
             branches = [self._path(member, enclosing) for member in servlet.servlets]
             return [Switch(Runtime(chooser), branches)]
@@ -114,7 +116,7 @@ class _Builder:
         """A member's or a branch's steps, ending with one value."""
         steps = self.steps(servlet, enclosing)
         if isinstance(steps[-1], Ensemble):
-            params = StageParams(enclosing=enclosing)
+            params = StageParams(enclosing=enclosing, arena=self.arena)
             steps.append(Runtime(stage_class(JoinStage, "EnsembleJoin", params)))
         return steps
 
@@ -135,6 +137,7 @@ class _Builder:
             threads=threads,
             enclosing=enclosing,
             report_dir=self.report_dir,
+            arena=self.arena,
         )
         worker = stage_class(ServletStage, _stage_name(cls.__name__), params)
         common: dict[str, Any] = {

@@ -36,6 +36,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from mosec.errors import StoreFullError
 from mosec.mpserver.errors import (
     PROTOCOL,
     EnsembleError,
@@ -45,6 +46,8 @@ from mosec.mpserver.errors import (
     pack_exception,
 )
 from mosec.mpserver.worker import Worker, outcomes
+from mosec.store.arena import arena_store
+from mosec.store.codec import decode, encode, is_reference
 from mosec.worker import Worker as MosecWorker
 
 logger = logging.getLogger(__name__)
@@ -71,6 +74,8 @@ class StageParams:
         threads: whether the workers are a thread servlet's (no ``cpu_affinity``).
         enclosing: the ensembles around the stage, innermost first.
         report_dir: where a worker whose ``__init__`` raised leaves the packed exception.
+        arena: whether the server has an arena: inputs and hand-overs with large buffers then
+            travel through it (read into the reader's own copy), small ones inline.
     """
 
     target: Any = None
@@ -80,6 +85,7 @@ class StageParams:
     threads: bool = False
     enclosing: tuple[Enclosing, ...] = ()
     report_dir: str | None = None
+    arena: bool = False
 
 
 class _SlotError:
@@ -119,14 +125,23 @@ class _Stage(MosecWorker):
 
     def _mp_loads(self, data: bytes) -> Any:
         try:
+            if self._mp_params.arena and is_reference(data):
+                # A copy of its own, writable, as mpservice's unpickled input is: the item may
+                # keep it or change it in place whatever happens to the arena object after.
+                return decode(data, arena_store(), private=True)
             return pickle.loads(data)
         except Exception as err:
             raise self._mp_fail(err) from err
 
-    def _mp_dumps(self, data: Any) -> bytes:
+    def _mp_dumps(self, data: Any, handover: bool = False) -> bytes:
         if isinstance(data, _Failure):
             raise data.error
         try:
+            if handover and self._mp_params.arena:
+                try:
+                    return encode(data, arena_store())
+                except StoreFullError:
+                    pass  # the arena is an accelerator: with no room, the output goes inline
             return pickle.dumps(data, protocol=PROTOCOL)
         except Exception as err:
             try:
@@ -147,8 +162,8 @@ class _Stage(MosecWorker):
         return self._mp_dumps(data)
 
     def serialize_ipc(self, data: Any) -> bytes:
-        """The next stage's input (a pickle), or this item's failure."""
-        return self._mp_dumps(data)
+        """The next stage's input (large buffers in the arena), or this item's failure."""
+        return self._mp_dumps(data, handover=True)
 
     def _mosec_member_error(self, status: int, body: bytes) -> Any:
         """A failed member's slot: its rebuilt exception, marked as a failure."""
@@ -317,7 +332,10 @@ class _StageClass(abc.ABCMeta):
 
 def stage_class(kind: type[_Stage], name: str, params: StageParams) -> type[_Stage]:
     """A worker class of ``kind`` for one stage, named after the user's class."""
-    made = _StageClass(name, (kind,), {"_mp_params": params, "__module__": __name__})
+    namespace: dict[str, Any] = {"_mp_params": params, "__module__": __name__}
+    if params.arena:
+        namespace["_mosec_store"] = "arena"  # the server gives its workers the arena
+    made = _StageClass(name, (kind,), namespace)
     return cast(type[_Stage], made)
 
 

@@ -170,8 +170,12 @@ def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
     return reference(store, ids, bytes([_PICKLE]) + pickled)
 
 
-def decode(payload: bytes, store: Store) -> Any:
+def decode(payload: bytes, store: Store, private: bool = False) -> Any:
     """Decode what :func:`encode` made (inline pickles need no store).
+
+    Store objects are read in place (read-only views, valid while the reader's task holds
+    them) unless ``private``: then the reader gets its own writable copy, valid for ever, as
+    a plain pickle would have given it.
 
     Raises:
         StoreReferenceError: when a reference names another store, does not unpack, or its
@@ -188,9 +192,11 @@ def decode(payload: bytes, store: Store) -> Any:
         dtype = np.dtype(bytes(meta[2 : 2 + dtype_len]).decode())
         ndim = meta[2 + dtype_len]
         shape = struct.unpack_from(f"<{ndim}q", meta, 3 + dtype_len)
-        return np.ndarray(shape, dtype=dtype, buffer=buffers[0])
+        array = np.ndarray(shape, dtype=dtype, buffer=buffers[0])
+        return array.copy() if private else array
     if meta[0] == _BYTES:
         return bytes(buffers[0])
     if meta[0] == _PICKLE:
-        return pickle.loads(meta[1:], buffers=buffers)
+        owned: Sequence[Any] = [bytearray(b) for b in buffers] if private else buffers
+        return pickle.loads(meta[1:], buffers=owned)
     raise StoreReferenceError(f"unknown reference meta kind {meta[0]}")
