@@ -85,7 +85,8 @@ class HAProxy:
         workdir.mkdir(parents=True, exist_ok=True)
         self.stats_socket = workdir / "haproxy.sock"
         servers = "\n".join(
-            f"    server {name} {HOST}:{backend_port} check" for name, backend_port in backends.items()
+            f"    server {name} {HOST}:{backend_port} check"
+            for name, backend_port in backends.items()
         )
         self.config = workdir / "haproxy.cfg"
         self.config.write_text(
@@ -98,7 +99,9 @@ class HAProxy:
             )
         )
         # -db: stay in the foreground, so the process we start is the one we stop.
-        self.tree = ProcessTree([haproxy_binary(), "-db", "-f", str(self.config)], workdir / "haproxy.log")
+        self.tree = ProcessTree(
+            [haproxy_binary(), "-db", "-f", str(self.config)], workdir / "haproxy.log"
+        )
 
     def start(self, timeout_s: float = 10.0) -> "HAProxy":
         """Start haproxy and wait until its stats socket answers."""

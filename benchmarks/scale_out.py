@@ -1,4 +1,4 @@
-"""Scale-out mechanics on one machine: a rolling restart behind HAProxy, and two servers on one Redis.
+"""Scale-out on one machine: a rolling restart behind HAProxy, two servers on one Redis.
 
 One server is one pod; more pods behind a load balancer is how it scales. This script proves the
 two things that story rests on, on 127.0.0.1 only, every process stopped by PID:
