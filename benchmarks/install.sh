@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the benchmark harness needs; safe to run again (each step is skipped when done):
-#   - wrk (load generator) and redis-server (for the Redis IPC targets), from Debian;
+#   - wrk (load generator), redis-server (for the Redis IPC targets) and haproxy (the load
+#     balancer of benchmarks/scale_out.py), from Debian;
 #   - matplotlib and psutil (the package's `bench` extra) for the interpreter running the harness;
 #   - the virtual environments of upstream mosec 0.9.8 and LitServe (benchmarks/.venv-*),
 #     unless BENCH_SKIP_VENVS=1 (then `python -m benchmarks run` creates them on first use).
@@ -12,6 +13,7 @@ PY=${PY:-python3}
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -9,6 +9,8 @@ script runs unchanged on either. It is configured by environment variables, beca
 - ``BENCH_IPC_MIXIN``: name of a class in ``mosec.mixin`` to mix into every worker that sends or
   receives data between stages; empty for the default (pickle).
 - ``BENCH_REDIS_URL``: the Redis URL handed to the mixin's ``set_redis_url`` when it has one.
+- ``BENCH_REDIS_TTL_MS``: the expiry of the mixin's keys, when it has one (ours: ``_redis_ttl_ms``),
+  so that a killed server's keys are gone within a run (``benchmarks/scale_out.py``).
 - ``BENCH_INPLACE``: ``1`` to have the tensor producer fill an array from the mixin's
   ``shm_empty`` (our shared-memory mixins: a hand-off without any copy) instead of a new one.
 
@@ -38,6 +40,9 @@ def _ipc_bases():
     redis_url = os.environ.get("BENCH_REDIS_URL", "")
     if redis_url and hasattr(mixin, "set_redis_url"):
         mixin.set_redis_url(redis_url)
+    ttl_ms = os.environ.get("BENCH_REDIS_TTL_MS", "")
+    if ttl_ms and hasattr(mixin, "_redis_ttl_ms"):
+        mixin._redis_ttl_ms = int(ttl_ms)
     return (mixin, Worker)
 
 
