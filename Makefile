@@ -1,6 +1,6 @@
 PY ?= python3
 
-.PHONY: help install build lint test test-rust test-py demo bench
+.PHONY: help install build wheel sdist lint lint-deploy test test-rust test-py demo bench
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -11,7 +11,7 @@ install: ## install system and Python dependencies, build the extension (idempot
 build: ## rebuild the extension in place after Rust changes
 	$(PY) -m pip install --no-build-isolation --no-deps -e .
 
-lint: ## rustfmt, clippy, ruff, mypy
+lint: lint-deploy ## rustfmt, clippy, ruff, mypy, and lint-deploy
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p mosec-engine --features python --all-targets -- -D warnings
@@ -19,6 +19,10 @@ lint: ## rustfmt, clippy, ruff, mypy
 	$(PY) -m ruff format --check mosec tests examples benchmarks scripts
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest mosec._engine --mypy-config-file pyproject.toml
+
+lint-deploy: ## hadolint on the Dockerfile, the Kubernetes manifests against their schemas (strict)
+	"$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint" deploy/docker/Dockerfile
+	$(PY) scripts/validate_manifests.py
 
 test-rust: ## Rust unit and integration tests
 	cargo test --workspace
