@@ -22,6 +22,7 @@ use crate::link::serve_links;
 use crate::logging;
 use crate::refs::{release_redis_keys, Stores};
 use crate::request::{self, CallInput};
+use crate::shm_room;
 use crate::state::Shared;
 use crate::stuck::{StuckReports, StuckWorker};
 use crate::tasks::Outcome;
@@ -172,6 +173,7 @@ impl Engine {
                 Ok(_) => {}
                 Err(err) => warn!(error = %err, "sweeping stale arenas failed"),
             }
+            shm_room::check(dir, self.config.shm_size)?;
             let created = Arena::create(dir, self.config.shm_size).map_err(EngineError::Arena)?;
             info!(path = %created.path().display(), capacity = created.capacity(), "arena created");
             arena = Some(Arc::new(created));

@@ -40,6 +40,31 @@ pub enum EngineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The shared-memory folder has less room than the arena asked for (see `shm_room`).
+    #[error(
+        "--shm-size asks for {size} bytes but {dir} has only {free} bytes free: lower --shm-size \
+         (MOSEC_SHM_SIZE), or give the container more shared memory: `docker run \
+         --shm-size={fix_mib}m`, or in Kubernetes mount an emptyDir with `medium: Memory` and \
+         `sizeLimit: {fix_mib}Mi` on /dev/shm (see docs/deploy.md)"
+    )]
+    ShmTooSmall {
+        /// The shared-memory folder.
+        dir: String,
+        /// Bytes the arena asked for.
+        size: u64,
+        /// Bytes free in the folder.
+        free: u64,
+        /// The shared-memory size to give the container, in MiB.
+        fix_mib: u64,
+    },
+    /// The shared-memory folder could not be inspected (it does not exist, say).
+    #[error("cannot inspect the shared-memory folder {dir}: {source}")]
+    ShmStat {
+        /// The shared-memory folder.
+        dir: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The arena could not be created (too little shared memory, say).
     #[error("cannot create the shared-memory arena: {0} (see --shm-size)")]
     Arena(shm::ShmError),

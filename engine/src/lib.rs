@@ -16,6 +16,7 @@
 //! - [`protocol`]: frames on the worker link (layout documented there).
 //! - [`link`]: serving one worker process over its Unix socket.
 //! - [`stuck`]: workers busy past their forward timeout, reported to the supervisor.
+//! - [`shm_room`]: whether /dev/shm can hold the arena, checked before creating it.
 //! - [`refs`]: store references: which objects a task holds, released on any end.
 //! - [`http`]: routes, status mapping, responses.
 //! - [`metrics`]: Prometheus metrics.
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod refs;
 pub mod request;
+pub mod shm_room;
 pub mod state;
 pub mod stuck;
 pub mod tasks;

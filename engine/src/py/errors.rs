@@ -30,7 +30,9 @@ impl From<EngineError> for PyErr {
                 // (errno, message) gives Python an OSError whose .errno callers can test.
                 PyOSError::new_err((source.raw_os_error().unwrap_or(0), message))
             }
-            EngineError::Arena(_) => PyOSError::new_err(message),
+            EngineError::Arena(_)
+            | EngineError::ShmTooSmall { .. }
+            | EngineError::ShmStat { .. } => PyOSError::new_err(message),
             EngineError::Runtime(_) | EngineError::AlreadyStarted | EngineError::NotRunning => {
                 PyRuntimeError::new_err(message)
             }
