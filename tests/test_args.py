@@ -149,7 +149,11 @@ def test_precedence_end_to_end(start_server: StartServer) -> None:
     body = b"[" + b"1," * 700 + b"1]"
     assert 1000 < len(body) <= 2000
     assert server.post(content=body).status_code == 200  # the CLI's 2000 beat the env's 1000
-    assert server.post(content=b"1" * 2001).status_code == 413
+    too_large = server.post(content=b"1" * 2001)
+    assert too_large.status_code == 413
+    # Its body was left unread: the connection closes, and says so, so that the client does
+    # not send its next request on it.
+    assert too_large.headers["connection"] == "close"
     # The env's namespace beat the default.
     assert server.metric("from_env_remaining_task") == 0
     assert "from_env_throughput" in server.metrics()

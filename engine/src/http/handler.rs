@@ -46,9 +46,11 @@ pub async fn handle(
         },
     };
     let mut response = with_request_id(response, id);
-    if http1 && shared.is_draining() {
-        // Every answer of the drain closes its connection, so that no client sends another
-        // request on a connection the server is about to close (which would reset it).
+    // Every answer of the drain closes its connection, so that no client sends another
+    // request on a connection the server is about to close (which would reset it); so does a
+    // 413, whose body was left unread and so cannot be followed by another request.
+    let closes = shared.is_draining() || response.status() == StatusCode::PAYLOAD_TOO_LARGE;
+    if http1 && closes {
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(finish(response))
