@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::allocator::Heap;
 use crate::error::{Result, ShmError};
 use crate::header::{BlockHeader, BlockState, Header, DATA_START, GRANULE, MAGIC, VERSION};
-use crate::lock::{futex_wake_all, Acquired};
+use crate::mapping::lock::{futex_wake_all, Acquired};
 use crate::mapping::Mapping;
 use crate::process;
 use crate::reference::{Reference, Span};

@@ -22,7 +22,7 @@
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 
-use crate::lock::RobustMutex;
+use crate::mapping::lock::RobustMutex;
 
 /// "MOSECAR1": the header magic, written last at creation so a half-built arena never opens.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MOSECAR1");

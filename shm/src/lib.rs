@@ -28,12 +28,12 @@
 //! - `header.rs`: the arena header and 64-byte block headers as laid out in the file.
 //! - `mapping.rs`: `mmap` and typed access to the mapping; with feature `python`,
 //!   `ArenaBuffer`, the mapping exported to Python by the buffer protocol. **Unsafe.**
-//! - `lock.rs`: the robust process-shared mutex and the futex. **Unsafe.**
+//! - `mapping/lock.rs`: the robust process-shared mutex and the futex, part of `mapping`. **Unsafe.**
 //! - `sweep.rs`: [`Arena::sweep_stale`], removing arenas of crashed servers.
 //! - `process.rs`: pid liveness and start times from /proc, random ids.
 //!
 //! # Unsafe code
-//! `mapping.rs` and `lock.rs` hold all of it, each block with a `// SAFETY:` line and each
+//! The `mapping` module (`mapping.rs` and its `lock.rs`) holds all of it, each block with a `// SAFETY:` line and each
 //! unsafe fn with a `# Safety` section. Payload bytes are reached only through the safe
 //! `Mapping::exclusive(_mut)`, whose soundness rests on a block's one `ExclusiveSpan` (held by
 //! its `Draft`). Every other module is compiled with `unsafe_code` denied.
@@ -48,7 +48,7 @@
 //!   No file, `mmap` or `unlink` per object.
 //! - **Allocator state lives in the mapping** (the header), so every process allocates and
 //!   frees without asking the engine, under one robust process-shared pthread mutex (why not a
-//!   spinlock: see `lock.rs`). A process killed while holding it is detected by the kernel
+//!   spinlock: see `mapping/lock.rs`). A process killed while holding it is detected by the kernel
 //!   (`EOWNERDEAD`); the next locker rebuilds the allocator state from the chain of block
 //!   headers, which every update keeps walkable.
 //! - **TLSF instead of a buddy allocator** (why: see `allocator.rs`): a buddy system would round a
@@ -106,8 +106,7 @@ mod arena;
 mod draft;
 mod error;
 mod header;
-#[allow(unsafe_code)]
-mod lock;
+// The one module with unsafe code: the mapping, and the process-shared lock that lives in it.
 #[allow(unsafe_code)]
 mod mapping;
 mod process;

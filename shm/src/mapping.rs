@@ -1,6 +1,6 @@
 //! The raw shared mapping of an arena file: `mmap`/`munmap`, and typed access to its bytes.
 //!
-//! This module and `lock.rs` are the only places that define `unsafe` code; everything else
+//! This module (with its `lock` submodule) is the only place that defines `unsafe` code; everything else
 //! reaches the mapping through the methods here.
 //!
 //! # The hazard: memory modified by another process
@@ -30,6 +30,7 @@
 //!   for writing; /dev/shm's sticky bit keeps others from removing it), and nothing in this
 //!   project ever resizes it.
 
+pub(crate) mod lock;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::mem::size_of;

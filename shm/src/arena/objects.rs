@@ -14,7 +14,7 @@ use super::Arena;
 use crate::draft::Draft;
 use crate::error::{Result, ShmError};
 use crate::header::{BlockState, GRANULE};
-use crate::lock::futex_wait;
+use crate::mapping::lock::futex_wait;
 use crate::reference::{Reference, Span};
 
 /// Longest single futex sleep in [`Arena::alloc_wait`]: a bound even if a wake-up is lost

@@ -1,7 +1,7 @@
 //! Cross-process synchronisation living inside the mapping: a robust, process-shared pthread
 //! mutex guarding the allocator, and a futex for waiting until space is freed.
 //!
-//! This module and `mapping.rs` are the only places that define `unsafe` code.
+//! Part of `mapping.rs`, the one module that defines `unsafe` code: the lock lives in the mapping.
 //!
 //! # Why a robust pthread mutex rather than a spinlock
 //! Allocation must work from every process that maps the arena, and any of those processes may be
