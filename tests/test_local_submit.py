@@ -9,11 +9,16 @@ batch to fill.
 from __future__ import annotations
 
 import json
+import time
 
+import numpy as np
 import pytest
 from servers import queued
 
 from mosec import Server
+from mosec.store.arena import ArenaStore
+from mosec.store.codec import encode, is_reference
+from mosec.store.mapping import ArenaMapping
 
 
 def _server() -> Server:
@@ -61,3 +66,29 @@ def test_calls_in_flight_at_the_stop_are_answered_and_later_ones_refused():
     assert [a.json()["n"] for a in answers] == [0, 1, 2]  # the drain let them finish
     with pytest.raises(RuntimeError, match="stopped"):
         client.submit(_body(0), "/burst")
+
+
+def test_a_stored_input_is_released_whether_the_call_runs_or_is_refused():
+    server = Server()
+    server.register_runtime(queued.stored_routes())
+    with server.local(timeout=30) as client:
+        store = ArenaStore(ArenaMapping(client.arena_path, 0))
+
+        def used() -> int:
+            return store.mapping.stats()[1]
+
+        payload = encode(np.ones(1 << 16), store)
+        assert is_reference(payload) and used() > 0
+        answer = client.submit(payload, "/stored", stored=True).result(timeout=30)
+        assert answer.json() == {"sum": float(1 << 16)}
+        # Refused before it ran (no such route): the engine still took the objects and freed them.
+        refused = encode(np.ones(1 << 16), store)
+        assert client.submit(refused, "/nowhere", stored=True).result(timeout=30).status == 404
+        # A reference the stores refuse is a 400, and nothing is left behind.
+        forged = client.submit(b"\x01\x01\x00" + bytes(32), "/stored", stored=True)
+        assert forged.result(timeout=30).status == 400
+        # The worker's link lets go of what it read just after the answer: poll with a deadline.
+        deadline = time.monotonic() + 10
+        while used() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert used() == 0

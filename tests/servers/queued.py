@@ -6,6 +6,7 @@ of each batch it was handed.
 """
 
 from mosec import Runtime, Worker
+from mosec.mixin import ShmIPCMixin
 
 
 class Gather(Worker):
@@ -29,3 +30,18 @@ def routes() -> dict:
         "/burst": [Runtime(Gather, max_batch_size=20, max_wait_time=5_000), queued],
         "/lone": [queued],
     }
+
+
+class ReadStored(ShmIPCMixin, Worker):
+    """Sums an array the caller put in the arena (its input arrives as a reference)."""
+
+    def deserialize(self, data: bytes):
+        return self.deserialize_ipc(data)
+
+    def forward(self, data) -> dict:
+        return {"sum": float(data.sum())}
+
+
+def stored_routes() -> dict:
+    """``/stored``: one arena stage reading a caller's stored input."""
+    return {"/stored": [Runtime(ReadStored)]}
