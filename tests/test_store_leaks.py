@@ -82,6 +82,9 @@ class Chaos:
         self.until = until
         self.lock = threading.Lock()
         self.done = 0
+        #: The request count at which the next kill is due; a due kill that finds no worker
+        #: old enough waits for the next request, not for the next multiple of ``every``.
+        self.due = every
         self.killed: set[int] = set()
         #: Per stage, first time each worker pid was seen answering.
         self.seen: tuple[dict[int, float], dict[int, float]] = ({}, {})
@@ -96,15 +99,19 @@ class Chaos:
     def finished(self) -> None:
         with self.lock:
             self.done += 1
-            if self.done % self.every or self.done > self.until or len(self.killed) >= self.most:
+            if self.done < self.due or self.done > self.until or len(self.killed) >= self.most:
                 return
-            stage = self.rng.randrange(2)
-            alive = [pid for pid in self.seen[stage] if parent_of(pid) == self.server.pid]
-            old = [p for p in alive if time.monotonic() - self.seen[stage][p] >= MIN_UPTIME_S]
-            if len(alive) < 2 or not old:
+            candidates = []
+            for stage in range(2):
+                alive = [pid for pid in self.seen[stage] if parent_of(pid) == self.server.pid]
+                old = [p for p in alive if time.monotonic() - self.seen[stage][p] >= MIN_UPTIME_S]
+                if len(alive) >= 2:
+                    candidates += old
+            if not candidates:
                 return
-            pid = self.rng.choice(old)
+            pid = self.rng.choice(candidates)
             self.killed.add(pid)
+            self.due = self.done + self.every
         kill_worker(self.server, pid)
 
 
