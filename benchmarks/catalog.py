@@ -1,14 +1,17 @@
 """The catalog of targets: which server script, under which runtime, with which IPC mixin.
 
 A target name is ``<runtime>-<ipc>`` for mosec (``ours-pickle``, ``upstream-redis``), or the
-runtime's name for single-flavour stacks (``litserve``). Adding an IPC mixin is one ``Ipc`` entry
-in ``IPCS``; adding a serving stack is one ``Script`` (a file in ``targets/``) plus its targets.
+runtime's name for single-flavour stacks (``litserve``, ``ray-serve``). Adding an IPC mixin is one
+``Ipc`` entry in ``IPCS``; adding a serving stack is one ``Script`` (a file in ``targets/``) plus its
+targets. The peers (Ray Serve, PyTriton, BentoML, mpservice) run in the full run only: ``--quick``,
+which CI runs, leaves them out unless they are named.
 """
 
 import signal
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
+from benchmarks.wire import BENTOML_WIRE, JSON_WIRE, TRITON_WIRE, Wire
 from benchmarks.scenarios import Scenario
 
 ALL_KINDS = frozenset({"echo", "pipeline", "tensor", "batch", "vision", "ocr"})
@@ -25,6 +28,7 @@ class Script:
         kinds: scenario kinds the script can express.
         timeout_flag: whether it takes mosec's ``--timeout`` (milliseconds).
         stop_signal: the signal that shuts it down gracefully.
+        wire: how its protocol carries the scenario's request and answer (``JSON_WIRE``: as is).
     """
 
     file: str
@@ -33,6 +37,7 @@ class Script:
     kinds: FrozenSet[str]
     timeout_flag: bool
     stop_signal: int = signal.SIGTERM
+    wire: Wire = JSON_WIRE
 
     def argv(self, port: int, timeout_s: float) -> List[str]:
         """Command-line flags for a server listening on 127.0.0.1 only."""
@@ -51,6 +56,21 @@ LITSERVE = Script(
     timeout_flag=False,
     stop_signal=signal.SIGINT,  # LitServe shuts down on Ctrl-C; SIGTERM leaves it waiting
 )
+_PEER_KINDS = frozenset({"echo", "pipeline", "tensor", "batch"})
+RAY = Script("ray_server.py", "/inference", "/-/healthz", _PEER_KINDS, timeout_flag=False)
+PYTRITON = Script(
+    "pytriton_server.py",
+    "/v2/models/bench/infer",
+    "/v2/health/ready",
+    frozenset({"echo", "batch"}),  # no server-side composition of models: see the script
+    timeout_flag=False,
+    stop_signal=signal.SIGINT,  # what PyTriton's serve() documents
+    wire=TRITON_WIRE,
+)
+BENTOML = Script(
+    "bentoml_server.py", "/inference", "/readyz", _PEER_KINDS, timeout_flag=False, wire=BENTOML_WIRE
+)
+MPSERVICE = Script("mpservice_server.py", "/inference", "/health", _PEER_KINDS, timeout_flag=False)
 STUB = Script("stub_server.py", "/inference", "/", frozenset({"echo"}), timeout_flag=False)
 
 
@@ -111,6 +131,8 @@ class Target:
         script: the server script it runs.
         ipc: the mosec IPC flavour, ``None`` for stacks without one.
         hidden: left out of the default selection (the harness's own test target).
+        full_only: a peer installed from PyPI for the full run; ``--quick`` leaves it out unless
+            it is named.
     """
 
     name: str
@@ -118,6 +140,7 @@ class Target:
     script: Script
     ipc: Optional[Ipc] = None
     hidden: bool = False
+    full_only: bool = False
 
     def unsupported(self, scenario: Scenario) -> Optional[str]:
         """Why this target cannot express ``scenario``, or ``None``."""
@@ -144,6 +167,10 @@ def _build() -> Dict[str, Target]:
             if runtime in ipc.runtimes:
                 targets.append(Target(f"{runtime}-{ipc.name}", runtime, MOSEC, ipc))
     targets.append(Target("litserve", "litserve", LITSERVE))
+    targets.append(Target("ray-serve", "ray", RAY, full_only=True))
+    targets.append(Target("pytriton", "pytriton", PYTRITON, full_only=True))
+    targets.append(Target("bentoml", "bentoml", BENTOML, full_only=True))
+    targets.append(Target("mpservice", "mpservice", MPSERVICE, full_only=True))
     targets.append(Target("stub", "stub", STUB, hidden=True))
     return {target.name: target for target in targets}
 

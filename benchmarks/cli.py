@@ -22,7 +22,7 @@ from benchmarks.machine import describe
 from benchmarks.progress import Progress
 from benchmarks.runner import Settings, run_plan, steps
 from benchmarks.runtimes import HERE, RUNTIMES
-from benchmarks.selection import select
+from benchmarks.selection import Skip, select
 
 RUN_ID = "BENCH_RUN_ID"  # environment variable that marks every process of one run
 QUICK = Settings(duration_s=2, warmup_s=1, repeats=1, warmup_each=False)
@@ -77,7 +77,11 @@ def parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help="write benchmarks/RESULTS.md from a saved run")
     publish.add_argument("run_dir", type=Path, help="a folder under benchmarks/results")
     setup = sub.add_parser("setup", help="create the virtual environments ahead of time")
-    setup.add_argument("--runtimes", default="upstream,litserve", help="comma list")
+    setup.add_argument(
+        "--runtimes",
+        default="upstream,litserve,ray,pytriton,bentoml,mpservice",
+        help="comma list",
+    )
     chaos_cli.add_parser(sub)
     return top
 
@@ -115,6 +119,18 @@ def choose(args: argparse.Namespace):
     return [known_s[n] for n in names], chosen, bool(targets)
 
 
+def quick_leaves_out(targets: Sequence[catalog.Target], quick: bool, explicit: bool):
+    """The targets to run, and a ``Skip`` for each peer that ``--quick`` leaves out.
+
+    ``--quick`` (what CI runs) never installs the peers: they run in the full run, or when named.
+    """
+    if not quick or explicit:
+        return list(targets), []
+    reason = "a peer: the full run measures it (--quick runs it only when named in --targets)"
+    kept = [t for t in targets if not t.full_only]
+    return kept, [Skip("*", t.name, reason) for t in targets if t.full_only]
+
+
 def probe_runtimes(names: Sequence[str], log) -> Dict[str, dict]:
     """Install (once) and probe each runtime that a chosen target needs."""
     probes = {}
@@ -133,9 +149,11 @@ def command_run(args: argparse.Namespace) -> int:
     """Measure, then write and print the results."""
     settings = settings_from(args)
     chosen_s, chosen_t, explicit = choose(args)
+    chosen_t, left_out = quick_leaves_out(chosen_t, args.quick, explicit)
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     probes = probe_runtimes([t.runtime for t in chosen_t], log)
     plan, skipped = select(chosen_s, chosen_t, probes, explicit)
+    skipped = left_out + skipped
     for skip in skipped:
         log(f"skip {skip.scenario} / {skip.target}: {skip.reason}")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from benchmarks import peers
 from benchmarks.report import headline, markdown, summarize, to_json
 from benchmarks.runner import Settings
+from benchmarks.runtimes import RUNTIMES
 from benchmarks.scenarios import Scenario, by_name
 
 Result = Dict[str, Any]
@@ -38,7 +40,8 @@ def runtime_version(runtime: str, probe: Dict[str, Any]) -> str:
     """What a runtime runs, in a few words: ``upstream: mosec 0.9.8 (python 3.11.7)``."""
     if "error" in probe:
         return f"{runtime}: unavailable"
-    package = {"litserve": "litserve", "stub": None}.get(runtime, "mosec")
+    known = RUNTIMES.get(runtime)
+    package = known.package if known is not None else "mosec"
     if package and probe.get(package):
         return f"{runtime}: {package} {probe[package]} (python {probe.get('python')})"
     return f"{runtime}: python {probe.get('python')}"
@@ -69,12 +72,24 @@ def render(result: Result, figures: Optional[str] = None) -> str:
         "",
     ]
     every = summaries(result)
+    rivals = peers.headline(every, result["samples"], result["skipped"])
+    if rivals:
+        lines += [
+            "### Headline: our best target against the best peer",
+            "",
+            "Per scenario, the highest median req/s of ours and of the peers (upstream mosec, "
+            "LitServe, Ray Serve, PyTriton, BentoML, mpservice); ratios paired per repeat, "
+            "above 1 for req/s and below 1 for p99 and CPU per request favour ours.",
+            "",
+            rivals,
+        ]
     top = headline(every)
     if top:
         lines += ["### Headline: our targets against the baseline", "", top]
     for summary in every:
         scenario = by_name(summary["scenario"])
-        lines.append(markdown(summary, scenario, load_note(settings, scenario)))
+        absent = peers.not_measured(scenario.name, result["skipped"])
+        lines.append(markdown(summary, scenario, load_note(settings, scenario), absent))
         if figures is not None:
             lines += [f"![{scenario.name}]({figures}/{scenario.name}.png)", ""]
     if result["skipped"]:

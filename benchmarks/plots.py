@@ -1,12 +1,16 @@
 """PNG plots of a run: per scenario, throughput and p99 latency of every target (matplotlib).
 
-Each bar is the median over repeats; the error bar spans the minimum to the maximum.
+Each bar is the median over repeats; the error bar spans the minimum to the maximum. Ours are
+blue, the baseline orange, the other stacks green.
 """
 
 from pathlib import Path
 from typing import Any, Dict, List
 
 from benchmarks.stats import Spread
+
+# The other serving stacks, in green (upstream mosec is the orange baseline, ours blue).
+PEERS = frozenset({"litserve", "ray-serve", "pytriton", "bentoml", "mpservice"})
 
 
 def _bars(axis, rows: List[Dict[str, Any]], metric: str, title: str, baseline: str) -> None:
@@ -21,6 +25,8 @@ def _bars(axis, rows: List[Dict[str, Any]], metric: str, title: str, baseline: s
         below.append(value.median - value.low)
         above.append(value.high - value.median)
         colors.append("tab:blue" if row["target"].startswith("ours") else "tab:gray")
+        if row["target"] in PEERS:
+            colors[-1] = "tab:green"
         if row["target"] == baseline:
             colors[-1] = "tab:orange"
     positions = list(range(len(names)))

@@ -104,8 +104,14 @@ def cell(value: Optional[Spread], suffix: str = "") -> str:
     return text
 
 
-def markdown(summary: Dict[str, Any], scenario: Scenario, note: str) -> str:
-    """The Markdown table of one scenario, with a heading naming its load and baseline."""
+def markdown(
+    summary: Dict[str, Any],
+    scenario: Scenario,
+    note: str,
+    absent: Sequence[Dict[str, str]] = (),
+) -> str:
+    """The Markdown table of one scenario, with a heading naming its load and baseline, and a
+    row for each target in ``absent`` (skips: ``target``, ``reason``) saying why it has no numbers."""
     base = summary["baseline"]
     lines = [
         f"### {scenario.name}: {scenario.description}",
@@ -131,6 +137,9 @@ def markdown(summary: Dict[str, Any], scenario: Scenario, note: str) -> str:
             str(row["errors"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    for skip in absent:
+        reason = skip["reason"].replace("|", "/").replace("\n", " ")
+        lines.append(f"| `{skip['target']}` | not measured: {reason} |" + " |" * 9)
     return "\n".join(lines) + "\n"
 
 

@@ -219,9 +219,10 @@ def _skip(outcome, progress, scenario, target, reason):
 
 def _wrk(server: TargetServer, scenario: Scenario, outdir: Path) -> Wrk:
     """The load generator for one server in one scenario, its files under ``outdir``."""
+    wire = server.target.script.wire
     return Wrk(
         server.url,
-        scenario.body,
+        wire.body(scenario),
         outdir / "wrk" / scenario.name / server.target.name,
-        content_type=scenario.content_type,
+        content_type=wire.content_type(scenario),
     )

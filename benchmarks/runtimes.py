@@ -6,6 +6,8 @@ Ours and upstream mosec are both imported as ``mosec``, so each lives in its own
   extension is built in place by ``make build``, or installed by ``pip install .``).
 - ``upstream``: mosec 0.9.8 from PyPI in ``benchmarks/.venv-upstream``.
 - ``litserve``: LitServe from PyPI in ``benchmarks/.venv-litserve``.
+- ``ray``, ``pytriton``, ``bentoml``, ``mpservice``: the peers, each pinned, from PyPI in
+  ``benchmarks/.venv-<name>`` (mpservice's is shared with ``benchmarks/flows.py``).
 - ``stub``: the harness's interpreter, for the standard-library test server.
 
 The harness creates a missing environment on first use (``ensure``); ``python -m benchmarks setup``
@@ -39,6 +41,8 @@ class Runtime:
         requirements: what ``pip`` installs into that environment.
         repo_on_path: put the repository root on ``PYTHONPATH`` (our in-place build).
         label: how results name the software under test.
+        package: the module that must import for its targets to run (its version is reported).
+        extra_env: variables its processes get (the peers' telemetry off: nothing leaves here).
     """
 
     name: str
@@ -46,6 +50,8 @@ class Runtime:
     requirements: Tuple[str, ...]
     repo_on_path: bool
     label: str
+    package: Optional[str] = None
+    extra_env: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def python(self) -> Path:
@@ -62,6 +68,7 @@ class Runtime:
         env["PYTHONUNBUFFERED"] = "1"
         if self.repo_on_path:
             env["PYTHONPATH"] = str(REPO)
+        env.update(self.extra_env)
         return env
 
     def installed(self) -> bool:
@@ -114,7 +121,9 @@ class Runtime:
 RUNTIMES: Dict[str, Runtime] = {
     runtime.name: runtime
     for runtime in (
-        Runtime("ours", None, (), repo_on_path=True, label="this repository's mosec"),
+        Runtime(
+            "ours", None, (), repo_on_path=True, label="this repository's mosec", package="mosec"
+        ),
         Runtime(
             "upstream",
             ".venv-upstream",
@@ -126,6 +135,7 @@ RUNTIMES: Dict[str, Runtime] = {
             ),
             repo_on_path=False,
             label="upstream mosec 0.9.8",
+            package="mosec",
         ),
         Runtime(
             "litserve",
@@ -133,13 +143,42 @@ RUNTIMES: Dict[str, Runtime] = {
             ("litserve==0.2.19", "numpy"),
             repo_on_path=False,
             label="LitServe 0.2.19",
+            package="litserve",
         ),
         Runtime(
             "mpservice",
             ".venv-mpservice",
-            ("mpservice==0.16.8", "numpy"),
+            ("mpservice==0.16.8", "numpy", "starlette"),  # starlette: mpservice.http's recipe
             repo_on_path=False,
             label="mpservice 0.16.8",
+            package="mpservice",
+        ),
+        # The peers people weigh us against, each pinned and in its own environment.
+        Runtime(
+            "ray",
+            ".venv-ray",
+            ("ray[serve]==2.60.0", "numpy"),
+            repo_on_path=False,
+            label="Ray Serve 2.60.0",
+            package="ray",
+            extra_env=(("RAY_USAGE_STATS_ENABLED", "0"),),
+        ),
+        Runtime(
+            "pytriton",
+            ".venv-pytriton",
+            ("nvidia-pytriton==0.7.0", "numpy"),
+            repo_on_path=False,
+            label="PyTriton 0.7.0",
+            package="pytriton",
+        ),
+        Runtime(
+            "bentoml",
+            ".venv-bentoml",
+            ("bentoml==1.4.40", "numpy"),
+            repo_on_path=False,
+            label="BentoML 1.4.40",
+            package="bentoml",
+            extra_env=(("BENTOML_DO_NOT_TRACK", "True"),),
         ),
         Runtime("stub", None, (), repo_on_path=False, label="standard-library stub server"),
     )

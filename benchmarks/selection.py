@@ -41,8 +41,9 @@ def unavailable(
     if target.runtime == "ours" and not probe.get("engine"):
         why = probe.get("engine_error", "mosec._engine does not import")
         return f"our extension is not built ({why}); run `make build`"
-    if target.runtime == "litserve" and not probe.get("litserve"):
-        return "litserve does not import in its environment"
+    package = runtime.package
+    if package is not None and package != "mosec" and not probe.get(package):
+        return f"{package} does not import in its environment"
     ipc = target.ipc
     if ipc is not None and ipc.mixin is not None and ipc.mixin not in probe.get("mixins", []):
         return f"mosec.mixin.{ipc.mixin} does not exist yet in {runtime.label}"

@@ -2,7 +2,8 @@
 
 The server runs its target's script under its runtime's interpreter, listening on a free port on
 127.0.0.1, with the scenario's spec in ``BENCH_SPEC`` and the IPC mixin in ``BENCH_IPC_MIXIN``.
-It is ready once a real request answers 200 with a correct body (so a server that answers
+It is ready once a real request (in the target's protocol: ``Script.wire``) answers 200 with a
+correct body (so a server that answers
 health checks but computes the wrong thing never gets measured); then its idle CPU use is taken,
 the level ``monitor.wait_idle`` waits for between runs. A Redis target gets its own
 redis-server, started first and stopped last, whose CPU and memory count as the target's.
@@ -105,13 +106,14 @@ class TargetServer:
             if code is not None:
                 raise ServerError(f"{self.target.name} exited with {code}: {self.tree.log_tail()}")
             try:
+                wire = self.target.script.wire
                 status, body = request(
                     "POST",
                     self.port,
                     self.target.script.route,
-                    self.scenario.body,
+                    wire.body(self.scenario),
                     timeout_s=self.scenario.timeout_s,
-                    content_type=self.scenario.content_type,
+                    content_type=wire.content_type(self.scenario),
                 )
             except OSError as err:
                 last = f"{type(err).__name__}: {err}"
@@ -127,9 +129,9 @@ class TargetServer:
     def _check(self, body: bytes) -> None:
         """Raise ``ServerError`` unless the answer is what the scenario expects."""
         try:
-            answer = json.loads(body)
-        except ValueError as err:
-            raise ServerError(f"{self.target.name} answered non-JSON: {body[:200]!r}") from err
+            answer = self.target.script.wire.answer(self.scenario, body)
+        except (ValueError, KeyError, IndexError, TypeError) as err:
+            raise ServerError(f"{self.target.name} answered {body[:200]!r}: {err}") from err
         problem = self.scenario.check(answer)
         if problem is not None:
             raise ServerError(f"{self.target.name} answered wrongly: {problem}")

@@ -11,6 +11,12 @@ import platform
 import sys
 
 
+# Modules whose distribution on PyPI has another name.
+DISTRIBUTIONS = {"pytriton": "nvidia-pytriton"}
+STACKS = ("mosec", "numpy", "numbin", "redis", "litserve", "msgpack")
+STACKS += ("ray", "pytriton", "bentoml", "mpservice")
+
+
 def _version(module_name):
     """The module's version, or ``None`` when it does not import."""
     try:
@@ -20,7 +26,7 @@ def _version(module_name):
     version = getattr(module, "__version__", None)
     if version is None:
         try:
-            version = importlib.metadata.version(module_name)
+            version = importlib.metadata.version(DISTRIBUTIONS.get(module_name, module_name))
         except importlib.metadata.PackageNotFoundError:
             version = "unknown"
     return str(version)
@@ -29,7 +35,7 @@ def _version(module_name):
 def main():
     """Collect and print the facts."""
     facts = {"python": platform.python_version(), "executable": sys.executable}
-    for name in ("mosec", "numpy", "numbin", "redis", "litserve", "msgpack"):
+    for name in STACKS:
         facts[name] = _version(name)
     if facts["mosec"] is not None:
         import mosec
