@@ -1,18 +1,18 @@
 """The catalog of targets: which server script, under which runtime, with which IPC mixin.
 
 A target name is ``<runtime>-<ipc>`` for mosec (``ours-pickle``, ``upstream-redis``), or the
-runtime's name for single-flavour stacks (``litserve``, ``ray-serve``). Adding an IPC mixin is one
-``Ipc`` entry in ``IPCS``; adding a serving stack is one ``Script`` (a file in ``targets/``) plus its
-targets. The peers (Ray Serve, PyTriton, BentoML, mpservice) run in the full run only: ``--quick``,
-which CI runs, leaves them out unless they are named.
+runtime's name for single-flavour stacks (``litserve``, ``ray-serve``). Adding an IPC mixin is
+one ``Ipc`` entry in ``IPCS``; adding a serving stack is one ``Script`` (a file in ``targets/``)
+plus its targets. The peers (Ray Serve, PyTriton, BentoML, mpservice) run in the full run only:
+``--quick``, which CI runs, leaves them out unless they are named.
 """
 
 import signal
 from dataclasses import dataclass
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from benchmarks.wire import BENTOML_WIRE, JSON_WIRE, TRITON_WIRE, Wire
 from benchmarks.scenarios import Scenario
+from benchmarks.wire import BENTOML_WIRE, JSON_WIRE, TRITON_WIRE, Wire
 
 ALL_KINDS = frozenset({"echo", "pipeline", "tensor", "batch", "vision", "ocr"})
 

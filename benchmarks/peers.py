@@ -33,9 +33,7 @@ def _best(rows: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
 def not_measured(scenario: str, skipped: Sequence[Dict[str, str]]) -> List[Dict[str, str]]:
     """The peers' skips that concern ``scenario`` (its own, and whole-run ones marked ``*``)."""
     return [
-        skip
-        for skip in skipped
-        if skip["scenario"] in (scenario, "*") and is_peer(skip["target"])
+        skip for skip in skipped if skip["scenario"] in (scenario, "*") and is_peer(skip["target"])
     ]
 
 

@@ -111,7 +111,7 @@ def markdown(
     absent: Sequence[Dict[str, str]] = (),
 ) -> str:
     """The Markdown table of one scenario, with a heading naming its load and baseline, and a
-    row for each target in ``absent`` (skips: ``target``, ``reason``) saying why it has no numbers."""
+    row for each target in ``absent`` (skips: ``target``, ``reason``) saying why it has none."""
     base = summary["baseline"]
     lines = [
         f"### {scenario.name}: {scenario.description}",

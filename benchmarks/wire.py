@@ -4,7 +4,8 @@ Every target answers the same request with the same answer, but not every stack 
 JSON documents: Triton speaks tensors in its HTTP/JSON protocol, and a BentoML ``batchable`` API
 takes and returns a batch. A ``Wire`` turns the scenario's request into the body that a target's
 protocol expects, and the target's answer back into the scenario's answer, which
-``Scenario.check`` then judges like any other. ``JSON_WIRE`` is the identity: the scenario's own body.
+``Scenario.check`` then judges like any other. ``JSON_WIRE`` is the identity: the scenario's
+own body.
 """
 
 import json

@@ -30,7 +30,11 @@ import numpy as np
 SPEC = json.loads(os.environ.get("BENCH_SPEC", '{"kind": "echo"}'))
 ROW = 1024  # floats per row, as in mosec_server.py
 TIMEOUT_S = 60
-CONFIG = {"workers": 1, "logging": {"access": {"enabled": False}}, "traffic": {"timeout": TIMEOUT_S}}
+CONFIG = {
+    "workers": 1,
+    "logging": {"access": {"enabled": False}},
+    "traffic": {"timeout": TIMEOUT_S},
+}
 
 
 @bentoml.service(**CONFIG)
@@ -89,7 +93,11 @@ class Consumer:
 
     @bentoml.api
     def read(self, tensor: np.ndarray) -> dict:
-        return {"elements": int(tensor.size), "first": float(tensor.flat[0]), "sum": float(tensor.sum())}
+        return {
+            "elements": int(tensor.size),
+            "first": float(tensor.flat[0]),
+            "sum": float(tensor.sum()),
+        }
 
 
 @bentoml.service(**CONFIG)

@@ -10,7 +10,6 @@ import json
 import platform
 import sys
 
-
 # Modules whose distribution on PyPI has another name.
 DISTRIBUTIONS = {"pytriton": "nvidia-pytriton"}
 STACKS = ("mosec", "numpy", "numbin", "redis", "litserve", "msgpack")

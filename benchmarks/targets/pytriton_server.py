@@ -82,7 +82,9 @@ if __name__ == "__main__":
     # Triton's Python-backend stub links libpython by name: point it at this interpreter's, not
     # the system's older 3.11 (PyTriton's install notes for pyenv and conda interpreters).
     libdir = sysconfig.get_config_var("LIBDIR")
-    os.environ["LD_LIBRARY_PATH"] = ":".join(p for p in (libdir, os.environ.get("LD_LIBRARY_PATH")) if p)
+    os.environ["LD_LIBRARY_PATH"] = ":".join(
+        p for p in (libdir, os.environ.get("LD_LIBRARY_PATH")) if p
+    )
     # SIGTERM leaves through the ``with``, so that Triton stops its server process too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with Triton(config=config) as triton:

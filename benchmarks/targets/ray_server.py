@@ -70,7 +70,11 @@ class Consumer:
     """Read the whole tensor and answer with a small summary of it."""
 
     def __call__(self, tensor):
-        return {"elements": int(tensor.size), "first": float(tensor.flat[0]), "sum": float(tensor.sum())}
+        return {
+            "elements": int(tensor.size),
+            "first": float(tensor.flat[0]),
+            "sum": float(tensor.sum()),
+        }
 
 
 @serve.deployment(**OPTIONS)
@@ -94,8 +98,10 @@ class Batch:
     def __init__(self):
         self.weights = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
 
-    @serve.batch(max_batch_size=SPEC.get("max_batch_size", 16),
-                 batch_wait_timeout_s=SPEC.get("max_wait_ms", 10) / 1e3)
+    @serve.batch(
+        max_batch_size=SPEC.get("max_batch_size", 16),
+        batch_wait_timeout_s=SPEC.get("max_wait_ms", 10) / 1e3,
+    )
     async def infer(self, docs):
         inputs = np.asarray([doc["x"] for doc in docs], dtype=np.float32)
         outputs = np.tanh(inputs @ self.weights).sum(axis=1)
