@@ -76,6 +76,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="show scenarios, targets and what is available here")
     publish = sub.add_parser("publish", help="write benchmarks/RESULTS.md from a saved run")
     publish.add_argument("run_dir", type=Path, help="a folder under benchmarks/results")
+    publish.add_argument(
+        "--flows",
+        type=Path,
+        help="a table written by `python -m benchmarks.flows --output FILE`, appended as a section",
+    )
     setup = sub.add_parser("setup", help="create the virtual environments ahead of time")
     setup.add_argument(
         "--runtimes",
@@ -223,7 +228,8 @@ def command_publish(args: argparse.Namespace) -> int:
         old.unlink()
     document.plot_all(result, figures, log=print)
     results_md = HERE / "RESULTS.md"
-    results_md.write_text(document.results_page(result, "figures"))
+    flows = args.flows.read_text() if args.flows is not None else None
+    results_md.write_text(document.results_page(result, "figures", flows))
     print(f"wrote {results_md.relative_to(HERE.parent)} and {figures.relative_to(HERE.parent)}/")
     return 0
 

@@ -133,6 +133,20 @@ run; absolute numbers depend on the machine and on anything else running on it.
 """
 
 
-def results_page(result: Result, figures: str) -> str:
-    """The content of ``benchmarks/RESULTS.md``: an introduction, then the full report."""
-    return RESULTS_INTRO + render(result, figures)
+FLOWS_INTRO = """### mpservice in process: `python -m benchmarks.flows`
+
+mpservice's `mpserver` is a library for a Python process, not a server: the run above measures
+it over HTTP through the recipe of its docs (`targets/mpservice_server.py`); this table measures
+the same flows in process, mpservice 0.16.8 against `mosec.mpserver`, and the same flows on our
+HTTP server, from one run of `benchmarks/flows.py`.
+
+"""
+
+
+def results_page(result: Result, figures: str, flows: Optional[str] = None) -> str:
+    """The content of ``benchmarks/RESULTS.md``: an introduction, then the full report, then the
+    in-process flows table of ``benchmarks.flows`` when given."""
+    page = RESULTS_INTRO + render(result, figures)
+    if flows:
+        page += "\n" + FLOWS_INTRO + flows
+    return page

@@ -114,6 +114,9 @@ def main(argv: "List[str] | None" = None) -> None:
     parser.add_argument("--items-small", type=int, default=3000)
     parser.add_argument("--items-ensemble", type=int, default=100)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument(
+        "--output", type=Path, help="also write the table here (for `benchmarks publish --flows`)"
+    )
     args = parser.parse_args(argv)
     RUNTIMES["mpservice"].ensure()
     counts = {"small": args.items_small, "ensemble": args.items_ensemble}
@@ -133,17 +136,25 @@ def main(argv: "List[str] | None" = None) -> None:
                     print(f"[{repeat + 1}] {scenario:8} {target:9} {rate:9.1f} items/s", flush=True)
     finally:
         tree.stop()
-    print("\n| scenario | mpservice items/s | mosec.mpserver in process | × | over HTTP | × |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    lines = [
+        "| scenario | mpservice items/s | mosec.mpserver in process | × | over HTTP | × |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for scenario, by_target in samples.items():
         base = statistics.median(by_target["mpservice"])
         ours = statistics.median(by_target["ours"])
         http_rate = statistics.median(by_target["http"])
-        print(
+        lines.append(
             f"| {scenario} | {base:.1f} | {ours:.1f} | {ours / base:.2f}× | {http_rate:.1f} | "
             f"{http_rate / base:.2f}× |"
         )
-    print(f"\nmedians of {args.repeats} alternating runs; pid {os.getpid()}")
+    command = " ".join(
+        ["python -m benchmarks.flows", *(argv if argv is not None else sys.argv[1:])]
+    )
+    lines += ["", f"`{command}`: medians of {args.repeats} alternating runs."]
+    print("\n" + "\n".join(lines) + f"\npid {os.getpid()}")
+    if args.output is not None:
+        args.output.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 #     balancer of benchmarks/scale_out.py), from Debian;
 #   - matplotlib and psutil (the package's `bench` extra) for the interpreter running the harness;
 #   - the virtual environments of upstream mosec 0.9.8 and LitServe (benchmarks/.venv-*),
-#     unless BENCH_SKIP_VENVS=1 (then `python -m benchmarks run` creates them on first use).
+#     unless BENCH_SKIP_VENVS=1 (then `python -m benchmarks run` creates them on first use);
+#     the peers' (Ray Serve, PyTriton, BentoML, mpservice) are made by the full run, or ahead
+#     of it by `python -m benchmarks setup`, never here: CI runs this script.
 # Usage: bash benchmarks/install.sh   (PY=python3.11 to pick the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -195,3 +195,31 @@ def test_best_of_ours_against_the_best_peer_with_the_missing_named():
     assert "`bentoml`, `pytriton` |" in text
     assert "| `bentoml` | not measured: did not start: exited with 1 |" in text
     assert "ray: ray 2.60.0 (python 3.11)" in text
+
+
+def test_results_page_adds_the_in_process_flows_table():
+    result = {
+        "meta": {
+            "started": "now",
+            "command": "python -m benchmarks run",
+            "settings": vars(Settings(duration_s=5, warmup_s=1, repeats=1)),
+            "baseline": None,
+            "machine": {
+                "cpu": "cpu",
+                "cores": 2,
+                "memory_gib": 1.0,
+                "os": "os",
+                "wrk": "wrk 4",
+                "git_commit": "abc",
+                "git_dirty": False,
+            },
+            "runtimes": {},
+        },
+        "samples": [_sample("ours-pickle", 0, 200.0, 5.0), _sample("mpservice", 0, 100.0, 9.0)],
+        "skipped": [],
+    }
+    table = "| scenario | mpservice items/s |\n| --- | ---: |\n| small | 1.0 |\n"
+    page = document.results_page(result, "figures", table)
+    assert page.index("### Headline: our best") < page.index("### mpservice in process")
+    assert page.endswith(table)
+    assert "### mpservice in process" not in document.results_page(result, "figures")
