@@ -81,6 +81,11 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         help="a table written by `python -m benchmarks.flows --output FILE`, appended as a section",
     )
+    publish.add_argument(
+        "--notes",
+        type=Path,
+        help="Markdown read from the run (where a peer beats us, and why), put before the tables",
+    )
     setup = sub.add_parser("setup", help="create the virtual environments ahead of time")
     setup.add_argument(
         "--runtimes",
@@ -229,7 +234,8 @@ def command_publish(args: argparse.Namespace) -> int:
     document.plot_all(result, figures, log=print)
     results_md = HERE / "RESULTS.md"
     flows = args.flows.read_text() if args.flows is not None else None
-    results_md.write_text(document.results_page(result, "figures", flows))
+    notes = args.notes.read_text() if args.notes is not None else None
+    results_md.write_text(document.results_page(result, "figures", flows, notes))
     print(f"wrote {results_md.relative_to(HERE.parent)} and {figures.relative_to(HERE.parent)}/")
     return 0
 

@@ -143,10 +143,13 @@ HTTP server, from one run of `benchmarks/flows.py`.
 """
 
 
-def results_page(result: Result, figures: str, flows: Optional[str] = None) -> str:
-    """The content of ``benchmarks/RESULTS.md``: an introduction, then the full report, then the
-    in-process flows table of ``benchmarks.flows`` when given."""
-    page = RESULTS_INTRO + render(result, figures)
+def results_page(
+    result: Result, figures: str, flows: Optional[str] = None, notes: Optional[str] = None
+) -> str:
+    """The content of ``benchmarks/RESULTS.md``: an introduction, the notes read from the run
+    when given, the full report, then the in-process flows table of ``benchmarks.flows`` when
+    given."""
+    page = RESULTS_INTRO + (notes.rstrip() + "\n\n" if notes else "") + render(result, figures)
     if flows:
         page += "\n" + FLOWS_INTRO + flows
     return page

@@ -223,3 +223,5 @@ def test_results_page_adds_the_in_process_flows_table():
     assert page.index("### Headline: our best") < page.index("### mpservice in process")
     assert page.endswith(table)
     assert "### mpservice in process" not in document.results_page(result, "figures")
+    noted = document.results_page(result, "figures", None, "### Where a peer wins\n\nnowhere\n")
+    assert noted.index("nowhere") < noted.index("## Benchmark run")
