@@ -63,6 +63,10 @@ pub struct Config {
     /// The workers wait (they allocate); the engine carries it so that its default is written
     /// once, here, like every other (`--shm-wait`).
     pub shm_wait_ms: u64,
+    /// Smallest NumPy array (bytes) that a worker of a stage with an arena mixin allocates in
+    /// the arena during `forward`, so that returning it hands it over with no copy; 0 turns
+    /// the workers' NumPy memory handler off (`--shm-alloc-min`). Read by the workers only.
+    pub shm_alloc_min: u64,
     /// Redis URL of the Redis store, when a stage uses it; the engine deletes the keys of tasks
     /// that end before their consumer read them.
     pub redis_url: String,
@@ -227,6 +231,7 @@ impl Default for Config {
             shm_size: 1 << 30,
             shm_dir: "/dev/shm".to_owned(),
             shm_wait_ms: 1000,
+            shm_alloc_min: 64 << 10,
             redis_url: String::new(),
             stages: Vec::new(),
             routes: Vec::new(),
