@@ -383,4 +383,32 @@ mod tests {
         let forged = StoreObject::Redis(Bytes::from_static(b"k"));
         assert!(matches!(stores.adopt(&[forged]), Err(RefError::NoSuchStore(STORE_REDIS))));
     }
+
+    #[test]
+    fn a_shared_object_is_adopted_once_per_hand_over() {
+        let dir = std::env::temp_dir();
+        let arena = Arc::new(Arena::create(&dir, 1 << 20).unwrap());
+        let stores = Stores::new(Some(arena.clone()), None);
+        // An input passed straight through: shared once, so two tasks may own it.
+        let input = StoreObject::Arena(arena.alloc(64).unwrap().seal().unwrap());
+        let StoreObject::Arena(reference) = input.clone() else { unreachable!() };
+        stores.adopt(std::slice::from_ref(&input)).unwrap();
+        arena.share(&reference).unwrap();
+        stores.adopt(std::slice::from_ref(&input)).unwrap();
+        assert!(
+            matches!(
+                stores.adopt(std::slice::from_ref(&input)),
+                Err(RefError::AlreadyHandedOver(_))
+            ),
+            "a third owner was never shared"
+        );
+        stores.release(vec![input.clone()], true);
+        assert_eq!(arena.stats().objects, 1, "the second task still owns it");
+        // A refused payload gives back the hold it was shared with.
+        arena.share(&reference).unwrap();
+        let stale = StoreObject::Arena(Reference { generation: 999, ..reference });
+        assert!(stores.adopt(&[input.clone(), stale]).is_err());
+        stores.release(vec![input], true);
+        assert_eq!(arena.stats().objects, 0);
+    }
 }
