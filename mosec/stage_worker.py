@@ -110,7 +110,7 @@ def call_forward(worker: Worker, data: Any, timeout_s: float) -> Any:
     """
     arrays = worker.__dict__.get("_mosec_arena_arrays")
     if arrays is not None:
-        with arrays.scope():
+        with arrays:
             return _timed_forward(worker, data, timeout_s)
     return _timed_forward(worker, data, timeout_s)
 

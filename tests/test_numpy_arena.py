@@ -18,7 +18,7 @@ from arena_util import EMPTY, arena_usage, wait_at_rest
 from server_util import Server, StartServer, wait_until
 from servers.numpy_arena import build, digest
 
-N = 1 << 16
+N = 1 << 17
 KINDS = [
     "full",
     "ufunc",

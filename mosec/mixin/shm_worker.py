@@ -28,7 +28,7 @@ class ShmIPCMixin:
 
     The server creates the arena (``--shm-size``, default 1 GiB) when any stage uses the mixin;
     nothing else is needed. Numpy arrays cross with no copy: while ``forward`` runs, NumPy
-    allocates arrays of 64 KiB and more in the arena (``--shm-alloc-min``), so a returned
+    allocates arrays of 256 KiB and more in the arena (``--shm-alloc-min``), so a returned
     array, a slice or view of one, or an input passed straight through is handed over as it
     lies (:mod:`mosec.store.numpy_arena`). Other arrays (made before ``forward``, or with a
     full arena) cross with one copy into the arena and none out of it, as do the large
