@@ -116,6 +116,14 @@ IPCS: Tuple[Ipc, ...] = (
         ("ours",),
         inplace=True,
     ),
+    # The plain producer again, with NumPy's arena handler off: the copy it saves, measured.
+    Ipc(
+        "shm-copy",
+        "ShmIPCMixin",
+        frozenset({"tensor"}) | _OCR,
+        ("ours",),
+        server_args=("--shm-alloc-min", "0"),
+    ),
     Ipc("redis", "RedisShmIPCMixin", _ANY, ("ours", "upstream"), daemon="redis"),
     Ipc("arrow", "ArrowShmIPCMixin", _ANY, ("ours",)),
 )

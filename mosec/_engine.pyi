@@ -1,6 +1,6 @@
 """The Rust engine (see ARCHITECTURE.md, "The extension API")."""
 
-from typing import final
+from typing import Any, final
 
 from typing_extensions import Buffer, Self
 
@@ -28,6 +28,8 @@ __all__ = [
     "ArenaClient",
     "Engine",
     "default_config",
+    "numpy_failed_frees",
+    "set_numpy_handler",
     "version",
 ]
 
@@ -152,6 +154,12 @@ class ArenaBuffer(Buffer):
     def __len__(self) -> int:
         """Bytes of the mapping (the arena file's length)."""
 
+def set_numpy_handler(api: Any, handler: Any) -> Any:
+    """Make ``handler`` NumPy's memory handler in the current context; the previous one."""
+
+def numpy_failed_frees() -> int:
+    """Frees of arena arrays whose block did not validate, in this process so far."""
+
 @final
 class ArenaClient:
     """A worker's handle on the server's arena: allocation and validation in Rust.
@@ -185,7 +193,20 @@ class ArenaClient:
         """Validate a sealed object's reference; its ``(offset, size)`` in the file."""
 
     def free(self, reference_bytes: bytes) -> None:
-        """Free an object."""
+        """Free an object (drop one task's hold on a shared one)."""
+
+    def numpy_handler(self, api: Any, min_size: int) -> Any:
+        """NumPy's memory handler (a ``mem_handler`` capsule) for this arena.
+
+        It puts array data of at least ``min_size`` bytes in the arena, held by the array;
+        ``api`` is NumPy's ``_ARRAY_API`` capsule.
+        """
+
+    def share_held(self, offset: int) -> bytes:
+        """Hand over the block an array of this process holds at ``offset``; its reference."""
+
+    def share(self, reference_bytes: bytes) -> None:
+        """Hand a sealed object over once more (an input passed straight through)."""
 
     def stats(self) -> tuple[int, int, int]:
         """``(capacity, used_bytes, objects)``."""

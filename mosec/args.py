@@ -119,8 +119,20 @@ def parse_size(text: str) -> int:
     return value
 
 
+def parse_size_or_off(text: str) -> int:
+    """Parse a size like :func:`parse_size`, or ``0``/``off`` for "none" (0).
+
+    Raises:
+        ValueError: when the text is neither.
+    """
+    if text.strip().lower() in ("0", "off"):
+        return 0
+    return parse_size(text)
+
+
 _POSITIVE = _named("positive integer", _positive_int)
 _SIZE = _named("size", parse_size)
+_SIZE_OR_OFF = _named("size or off", parse_size_or_off)
 _NON_NEGATIVE = _named("non-negative integer", _non_negative_int)
 _PORT = _named("port", _port)
 _LOG_LEVEL = _named("log level", _log_level)
@@ -154,6 +166,13 @@ _FLAGS = (
         "shm_wait_ms",
         _NON_NEGATIVE,
         "milliseconds a stage waits for room in a full arena before its request fails (503)",
+    ),
+    _Flag(
+        "shm-alloc-min",
+        "shm_alloc_min",
+        _SIZE_OR_OFF,
+        "smallest numpy array a stage with an arena mixin makes in the arena during forward, "
+        "so that returning it hands it over without a copy (0 or off: never)",
     ),
 )
 

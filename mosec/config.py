@@ -36,6 +36,8 @@ class ServerConfig:
         compression: gzip/zstd bodies both ways.
         shm_size: the arena's bytes.
         shm_wait_ms: how long a producer waits for room in a full arena before its request fails.
+        shm_alloc_min: the smallest numpy array an arena stage's ``forward`` makes in the arena
+            (0: none).
         dry_run: run the examples through the stages instead of serving.
     """
 
@@ -53,6 +55,7 @@ class ServerConfig:
     compression: bool
     shm_size: int
     shm_wait_ms: int
+    shm_alloc_min: int
     dry_run: bool
 
     @classmethod

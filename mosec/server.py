@@ -254,7 +254,11 @@ class Server:
             engine.port(),  # the bound one, when --port 0 asked the OS to pick
             extra={"routes": [route["path"] for route in routes], "socket": socket_path},
         )
-        return engine, stages, store_settings.for_workers(engine, stores, config.shm_wait_ms)
+        return (
+            engine,
+            stages,
+            store_settings.for_workers(engine, stores, config.shm_wait_ms, config.shm_alloc_min),
+        )
 
     @contextlib.contextmanager
     def local(

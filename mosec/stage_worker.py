@@ -60,6 +60,11 @@ def build(cls: type[Worker], worker_id: int, stage_name: str, max_batch_size: in
     worker.worker_id = worker_id
     worker.stage = stage_name
     worker.max_batch_size = max_batch_size
+    if getattr(cls, "_mosec_store", None) == "arena":
+        # Arrays its forward makes are born in the arena (mosec/store/numpy_arena.py).
+        from mosec.store import numpy_arena
+
+        worker.__dict__["_mosec_arena_arrays"] = numpy_arena.for_worker(worker)
     return worker
 
 
@@ -100,8 +105,17 @@ def call_forward(worker: Worker, data: Any, timeout_s: float) -> Any:
     """``forward(data)``, interrupted with ``MosecTimeoutError`` after ``timeout_s`` (0: never).
 
     Needs :func:`install_timeout` once in the process. Code inside a long C call that does not
-    return to Python is interrupted when the call returns.
+    return to Python is interrupted when the call returns. A worker of an arena stage runs it
+    with NumPy's arena handler installed (see :func:`build`).
     """
+    arrays = worker.__dict__.get("_mosec_arena_arrays")
+    if arrays is not None:
+        with arrays:
+            return _timed_forward(worker, data, timeout_s)
+    return _timed_forward(worker, data, timeout_s)
+
+
+def _timed_forward(worker: Worker, data: Any, timeout_s: float) -> Any:
     if timeout_s <= 0:
         return worker.forward(data)
     signal.setitimer(signal.ITIMER_REAL, timeout_s)

@@ -63,6 +63,13 @@ pub struct Config {
     /// The workers wait (they allocate); the engine carries it so that its default is written
     /// once, here, like every other (`--shm-wait`).
     pub shm_wait_ms: u64,
+    /// Smallest NumPy array (bytes) that a worker of a stage with an arena mixin allocates in
+    /// the arena during `forward`, so that returning it hands it over with no copy; 0 turns
+    /// the workers' NumPy memory handler off (`--shm-alloc-min`). Read by the workers only.
+    /// 256 KiB: where lending beats copying clearly (`python -m benchmarks.alloc_threshold`:
+    /// break-even near 100 KiB) while smaller temporaries, which cost a little more in the
+    /// arena, stay on NumPy's heap.
+    pub shm_alloc_min: u64,
     /// Redis URL of the Redis store, when a stage uses it; the engine deletes the keys of tasks
     /// that end before their consumer read them.
     pub redis_url: String,
@@ -227,6 +234,7 @@ impl Default for Config {
             shm_size: 1 << 30,
             shm_dir: "/dev/shm".to_owned(),
             shm_wait_ms: 1000,
+            shm_alloc_min: 256 << 10,
             redis_url: String::new(),
             stages: Vec::new(),
             routes: Vec::new(),

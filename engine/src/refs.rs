@@ -22,7 +22,7 @@
 //! objects in one [`Lease`] shared by every reader (a reference count), and frees them when
 //! the last reader lets go.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -120,9 +120,12 @@ pub struct Stores {
     pub arena: Option<Arc<Arena>>,
     /// Keys to delete, consumed by the Redis releaser task.
     pub redis: Option<mpsc::UnboundedSender<Bytes>>,
-    /// Arena objects owned by tasks now, so a reference handed over twice (a worker replaying
-    /// another request's reference) is refused instead of shared by two tasks.
-    adopted: Mutex<HashSet<Reference>>,
+    /// Arena objects owned by tasks now, with how many tasks own each, so a reference handed
+    /// over twice (a worker replaying another request's reference) is refused instead of
+    /// shared by two tasks. A block a worker shared on purpose (an array lent to several
+    /// tasks, an input passed through: `shm/src/arena/holds.rs`) carries one hold per task in
+    /// the arena, and may be adopted that many times.
+    adopted: Mutex<HashMap<Reference, u32>>,
 }
 
 impl Stores {
@@ -131,7 +134,7 @@ impl Stores {
         Self { arena, redis, adopted: Mutex::default() }
     }
 
-    fn adopted(&self) -> MutexGuard<'_, HashSet<Reference>> {
+    fn adopted(&self) -> MutexGuard<'_, HashMap<Reference, u32>> {
         // Every update is one insert or remove: a poisoned set is still consistent.
         self.adopted.lock().unwrap_or_else(|poison| poison.into_inner())
     }
@@ -163,8 +166,12 @@ impl Stores {
             let adopted = self.adopted();
             for object in objects {
                 if let StoreObject::Arena(reference) = object {
-                    if !adopted.contains(reference) {
-                        // The worker's own valid objects; a forged one fails validation here.
+                    let owners = adopted.get(reference).copied().unwrap_or(0);
+                    let shared =
+                        owners > 0 && arena.task_holds(reference).is_ok_and(|holds| holds > owners);
+                    if owners == 0 || shared {
+                        // The worker's own valid objects, or the hold it shared a task's object
+                        // with; a forged one fails validation here.
                         let _ = arena.free(reference);
                     }
                 }
@@ -178,11 +185,12 @@ impl Stores {
             StoreObject::Arena(reference) => {
                 let arena = self.arena.as_ref().ok_or(RefError::NoSuchStore(STORE_ARENA))?;
                 let mut adopted = self.adopted();
-                if adopted.contains(reference) {
+                let owners = adopted.get(reference).copied().unwrap_or(0);
+                if owners > 0 && arena.task_holds(reference)? <= owners {
                     return Err(RefError::AlreadyHandedOver(reference.offset));
                 }
                 arena.adopt(reference)?;
-                adopted.insert(*reference);
+                *adopted.entry(*reference).or_insert(0) += 1;
                 Ok(())
             }
             StoreObject::Redis(_) if self.redis.is_none() => {
@@ -198,7 +206,14 @@ impl Stores {
             match object {
                 StoreObject::Arena(reference) => {
                     if let Some(arena) = &self.arena {
-                        self.adopted().remove(&reference);
+                        let mut adopted = self.adopted();
+                        if let Some(owners) = adopted.get_mut(&reference) {
+                            *owners -= 1;
+                            if *owners == 0 {
+                                adopted.remove(&reference);
+                            }
+                        }
+                        drop(adopted);
                         // Stale means someone already freed it (a reclaimed producer): fine.
                         if let Err(err) = arena.free(&reference) {
                             debug!(error = %err, "arena object already released");
@@ -367,5 +382,33 @@ mod tests {
         assert_eq!(arena.stats().objects, 0);
         let forged = StoreObject::Redis(Bytes::from_static(b"k"));
         assert!(matches!(stores.adopt(&[forged]), Err(RefError::NoSuchStore(STORE_REDIS))));
+    }
+
+    #[test]
+    fn a_shared_object_is_adopted_once_per_hand_over() {
+        let dir = std::env::temp_dir();
+        let arena = Arc::new(Arena::create(&dir, 1 << 20).unwrap());
+        let stores = Stores::new(Some(arena.clone()), None);
+        // An input passed straight through: shared once, so two tasks may own it.
+        let input = StoreObject::Arena(arena.alloc(64).unwrap().seal().unwrap());
+        let StoreObject::Arena(reference) = input.clone() else { unreachable!() };
+        stores.adopt(std::slice::from_ref(&input)).unwrap();
+        arena.share(&reference).unwrap();
+        stores.adopt(std::slice::from_ref(&input)).unwrap();
+        assert!(
+            matches!(
+                stores.adopt(std::slice::from_ref(&input)),
+                Err(RefError::AlreadyHandedOver(_))
+            ),
+            "a third owner was never shared"
+        );
+        stores.release(vec![input.clone()], true);
+        assert_eq!(arena.stats().objects, 1, "the second task still owns it");
+        // A refused payload gives back the hold it was shared with.
+        arena.share(&reference).unwrap();
+        let stale = StoreObject::Arena(Reference { generation: 999, ..reference });
+        assert!(stores.adopt(&[input.clone(), stale]).is_err());
+        stores.release(vec![input], true);
+        assert_eq!(arena.stats().objects, 0);
     }
 }

@@ -27,10 +27,18 @@ class ShmIPCMixin:
         class Preprocess(ShmIPCMixin, Worker): ...
 
     The server creates the arena (``--shm-size``, default 1 GiB) when any stage uses the mixin;
-    nothing else is needed. Numpy arrays cross with one copy into the arena and none out of it;
-    an array made by :meth:`shm_empty` and returned whole crosses with no copy at all. Other
-    objects (dicts and lists of arrays, buffer-protocol tensors) travel as pickles with their
-    large buffers in the arena. Outputs under 64 KiB travel inline.
+    nothing else is needed. Numpy arrays cross with no copy: while ``forward`` runs, NumPy
+    allocates arrays of 256 KiB and more in the arena (``--shm-alloc-min``), so a returned
+    array, a slice or view of one, or an input passed straight through is handed over as it
+    lies (:mod:`mosec.store.numpy_arena`). Other arrays (made before ``forward``, or with a
+    full arena) cross with one copy into the arena and none out of it, as do the large
+    buffers of other objects (dicts and lists of arrays, buffer-protocol tensors), which travel
+    as pickles. Outputs under 64 KiB travel inline. :meth:`shm_empty` makes an array in the
+    arena explicitly.
+
+    **An array returned from forward belongs to the pipeline: do not write into it
+    afterwards** (the next stage may be reading it). Keeping it and reading it later is safe:
+    its bytes stay yours until you drop it.
 
     The arrays the next stage receives are read-only views, valid until its ``forward`` and
     ``serialize`` return (the engine frees them when that stage's result arrives).
@@ -82,10 +90,15 @@ class ShmIPCMixin:
 
     def deserialize_ipc(self, data: bytes) -> Any:
         """Read the previous stage's output: zero-copy, read-only."""
-        return decode(data, arena_store())
+        store = arena_store()
+        store.track_reads = True  # so that an input passed straight through is lent
+        self.__dict__["_mosec_read_arena"] = True
+        return decode(data, store)
 
     def _mosec_after_batch(self) -> None:
-        """Free arrays from :meth:`shm_empty` that were not handed over."""
+        """Free arrays from :meth:`shm_empty` that were not handed over; forget the inputs."""
+        if self.__dict__.pop("_mosec_read_arena", False):
+            arena_store().end_batch()
         leases = self.__dict__.get("_mosec_shm_leases")
         if leases:
             arena_store().discard([reference for reference, _ in leases.values()])

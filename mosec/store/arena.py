@@ -3,6 +3,10 @@
 An object id is the arena's 32-byte reference (arena id, offset, size, generation), written in
 a store reference as it is. Objects are read in place, through this process's
 :class:`~mosec.store.mapping.ArenaMapping`, and live by its lifetime rule.
+
+Arrays that already live in the arena are handed over without a copy (:meth:`ArenaStore.lend`):
+those NumPy made there (:mod:`mosec.store.numpy_arena`), views of them, and inputs a stage
+passes straight through.
 """
 
 from __future__ import annotations
@@ -30,6 +34,37 @@ class ArenaStore:
     def __init__(self, mapping: ArenaMapping) -> None:
         """Use this process's mapping of the arena."""
         self.mapping = mapping
+        #: ``(offset, size, reference)`` of the objects read since :meth:`end_batch`, while
+        #: ``track_reads`` is on (an arena stage's inputs, which it may pass straight through).
+        self.reads: list[tuple[int, int, bytes]] = []
+        self.track_reads = False
+
+    def lend(self, array: np.ndarray) -> tuple[bytes, int] | None:
+        """Hand over the arena block an array's bytes lie in, without copying them.
+
+        For an array NumPy made in the arena (or a view of one) and for an input read in this
+        batch (or a view of it): the block gets one more task hold. Returns the block's
+        reference and the byte offset of the array's first element in it; None when the array
+        lives elsewhere (then it is copied, as before).
+        """
+        mapping = self.mapping
+        offset = array.__array_interface__["data"][0] - mapping.base
+        if not 0 <= offset < len(mapping.view):
+            return None
+        owner = array
+        while isinstance(owner.base, np.ndarray):
+            owner = owner.base
+        if owner.base is None:  # it owns its data: NumPy's allocation, made by our handler
+            start = owner.__array_interface__["data"][0] - mapping.base
+            try:
+                return mapping.client.share_held(start), offset - start
+            except StoreReferenceError:
+                return None  # in the arena but not held by an array (an shm_empty lease)
+        for start, size, reference in self.reads:
+            if start <= offset < start + size:
+                mapping.client.share(reference)
+                return reference, offset - start
+        return None
 
     def put_many(self, buffers: Sequence[memoryview]) -> list[bytes]:
         """Copy each buffer into a new object (all or none)."""
@@ -59,7 +94,18 @@ class ArenaStore:
 
     def fetch(self, object_ids: Sequence[bytes]) -> list[memoryview]:
         """Read-only views of sealed objects (validated)."""
-        return [self.mapping.readable(object_id) for object_id in object_ids]
+        if not self.track_reads:
+            return [self.mapping.readable(object_id) for object_id in object_ids]
+        views = []
+        for object_id in object_ids:
+            offset, size = self.mapping.client.locate(object_id)
+            self.reads.append((offset, size, object_id))
+            views.append(self.mapping.readonly[offset : offset + size])
+        return views
+
+    def end_batch(self) -> None:
+        """Forget this batch's inputs (the engine frees them once the batch is answered)."""
+        self.reads.clear()
 
     def pack_ids(self, object_ids: Sequence[bytes]) -> bytes:
         """References are already in wire form."""

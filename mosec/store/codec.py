@@ -9,6 +9,8 @@ A stage output either travels inline or by reference:
 
       reference := store:u8 | count:u16 | object id * count | meta
       meta      := b"a" | dtype_len:u8 | dtype | ndim:u8 | shape:i64 * ndim    one numpy array
+                 | b"v" | dtype_len:u8 | dtype | ndim:u8 | shape:i64 * ndim
+                        | strides:i64 * ndim | first:i64       an array lent in place (below)
                  | b"r"                                                      one bytes object (raw)
                  | b"p" | pickle (protocol 5, large buffers out of band)      anything else
 
@@ -19,6 +21,12 @@ A stage output either travels inline or by reference:
 A plain numpy array is one object holding its bytes (in C order); anything else (dicts and lists
 of arrays, framework tensors exposing the buffer protocol) is pickled with its large buffers out
 of band, one object each. Readers get read-only, zero-copy arrays over the store's memory.
+
+An array that already lies in a store object is *lent* instead of copied, when the store can
+(:meth:`Store.lend`: the arena, for arrays NumPy made there and for inputs passed through): the
+reference names the object the array lies in, and the ``v`` meta says where in it the first
+element is and how the array steps through it (a slice or a transposed view travels as it is).
+A lent buffer of a pickle must be the whole object.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ INLINE_BELOW = 64 * 1024
 #: The head of a reference: the store's kind byte and the number of object ids.
 HEAD = struct.Struct("<BH")
 _ARRAY = ord("a")
+_VIEW = ord("v")
 _BYTES = ord("r")
 _PICKLE = ord("p")
 
@@ -58,7 +67,14 @@ class Store(Protocol):
         """Make an object written through :meth:`new_array` readable."""
 
     def discard(self, object_ids: Sequence[bytes]) -> None:
-        """Delete objects that will not be handed over."""
+        """Delete objects that will not be handed over (or give back a :meth:`lend`)."""
+
+    def lend(self, array: np.ndarray) -> tuple[bytes, int] | None:
+        """Hand over the object ``array`` already lies in, without a copy.
+
+        Returns its id and the byte offset of the array's first element in it; None when it
+        lies in none (then it is copied). What is lent is given back by :meth:`discard`.
+        """
 
     def fetch(self, object_ids: Sequence[bytes]) -> list[memoryview]:
         """Read-only views (or copies, for remote stores) of the objects."""
@@ -82,6 +98,17 @@ def _array_meta(array: np.ndarray) -> bytes:
         + dtype
         + bytes([len(shape)])
         + struct.pack(f"<{len(shape)}q", *shape)
+    )
+
+
+def _view_meta(array: np.ndarray, first: int) -> bytes:
+    dtype = array.dtype.str.encode()
+    ndim = array.ndim
+    return (
+        bytes([_VIEW, len(dtype)])
+        + dtype
+        + bytes([ndim])
+        + struct.pack(f"<{2 * ndim + 1}q", *array.shape, *array.strides, first)
     )
 
 
@@ -142,6 +169,9 @@ def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
     if sealed_id is not None:
         return reference(store, [sealed_id], _array_meta(data))
     if is_plain_array(data) and data.nbytes >= INLINE_BELOW:
+        lent = store.lend(data)
+        if lent is not None:
+            return reference(store, [lent[0]], _view_meta(data, lent[1]))
         object_id, target = store.new_array(data.shape, data.dtype)
         try:
             np.copyto(target, data, casting="no")
@@ -153,20 +183,45 @@ def encode(data: Any, store: Store, sealed_id: bytes | None = None) -> bytes:
     if type(data) is bytes and len(data) >= INLINE_BELOW:
         # pickle keeps bytes in band; one raw object avoids carrying them through the engine.
         return reference(store, store.put_many([memoryview(data)]), bytes([_BYTES]))
-    large: list[memoryview] = []
+    return _encode_pickle(data, store)
+
+
+def _encode_pickle(data: Any, store: Store) -> bytes:
+    """A pickle with its large buffers out of band.
+
+    A buffer that is a whole store object (an array NumPy made in the arena) is lent; the
+    others are copied into new objects.
+    """
+    slots: list[bytes | memoryview] = []  # per out-of-band buffer: a lent id, or one to copy
+    lent: list[bytes] = []
 
     def out_of_band(buffer: pickle.PickleBuffer) -> bool:
         # True keeps the buffer inside the pickle; False sends it out of band.
         view = buffer.raw()
         if view.nbytes < INLINE_BELOW:
             return True
-        large.append(view)
+        owner = view.obj
+        borrowed = None
+        if type(owner) is np.ndarray and owner.base is None:  # the whole of its allocation
+            borrowed = store.lend(owner)
+        if borrowed is not None and borrowed[1] == 0:
+            lent.append(borrowed[0])
+            slots.append(borrowed[0])
+        else:
+            if borrowed is not None:
+                store.discard([borrowed[0]])
+            slots.append(view)
         return False
 
-    pickled = pickle.dumps(data, protocol=5, buffer_callback=out_of_band)
-    if not large:
-        return pickled
-    ids = store.put_many(large)
+    try:
+        pickled = pickle.dumps(data, protocol=5, buffer_callback=out_of_band)
+        if not slots:
+            return pickled
+        copies = iter(store.put_many([slot for slot in slots if type(slot) is memoryview]))
+        ids = [slot if type(slot) is bytes else next(copies) for slot in slots]
+    except BaseException:
+        store.discard(lent)
+        raise
     return reference(store, ids, bytes([_PICKLE]) + pickled)
 
 
@@ -194,9 +249,25 @@ def decode(payload: bytes, store: Store, private: bool = False) -> Any:
         shape = struct.unpack_from(f"<{ndim}q", meta, 3 + dtype_len)
         array = np.ndarray(shape, dtype=dtype, buffer=buffers[0])
         return array.copy() if private else array
+    if meta[0] == _VIEW:
+        return _lent_array(meta, buffers[0], private)
     if meta[0] == _BYTES:
         return bytes(buffers[0])
     if meta[0] == _PICKLE:
         owned: Sequence[Any] = [bytearray(b) for b in buffers] if private else buffers
         return pickle.loads(meta[1:], buffers=owned)
     raise StoreReferenceError(f"unknown reference meta kind {meta[0]}")
+
+
+def _lent_array(meta: memoryview, buffer: memoryview, private: bool) -> np.ndarray:
+    """The array a ``v`` meta describes, over the object it was lent in."""
+    dtype_len = meta[1]
+    dtype = np.dtype(bytes(meta[2 : 2 + dtype_len]).decode())
+    ndim = meta[2 + dtype_len]
+    numbers = struct.unpack_from(f"<{2 * ndim + 1}q", meta, 3 + dtype_len)
+    shape, strides, first = numbers[:ndim], numbers[ndim : 2 * ndim], numbers[-1]
+    try:
+        array = np.ndarray(shape, dtype=dtype, buffer=buffer, offset=first, strides=strides)
+    except (TypeError, ValueError) as err:  # steps outside the object: a damaged reference
+        raise StoreReferenceError(f"lent array does not fit its object: {err}") from None
+    return array.copy() if private else array

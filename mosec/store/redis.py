@@ -137,6 +137,10 @@ class RedisStore:
             raise
         return keys
 
+    def lend(self, array: np.ndarray) -> tuple[bytes, int] | None:
+        """Nothing lives in Redis before it is put there: always a copy."""
+        return None
+
     def new_array(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[bytes, np.ndarray]:
         """A local array to fill; :meth:`seal` sends it. Redis has no memory to write in place."""
         key = self.new_key()

@@ -41,11 +41,14 @@ class WorkerStores:
         arena_path: the arena file, when the server made one.
         shm_wait_ms: how long an allocation waits for room in a full arena (``--shm-wait``).
         redis_url: the Redis of the Redis mixin, when a stage uses it.
+        shm_alloc_min: the smallest numpy array an arena stage's ``forward`` makes in the arena
+            (``--shm-alloc-min``; 0: none, ``None``: not configured, the default applies).
     """
 
     arena_path: str | None = None
     shm_wait_ms: int | None = None
     redis_url: str | None = None
+    shm_alloc_min: int | None = None
 
 
 # This process's stores, installed by the worker loop from its spec.
@@ -63,9 +66,12 @@ def configured() -> WorkerStores:
     return _configured
 
 
-def for_workers(engine: Any, settings: dict[str, Any], shm_wait_ms: int) -> WorkerStores:
+def for_workers(
+    engine: Any, settings: dict[str, Any], shm_wait_ms: int, shm_alloc_min: int
+) -> WorkerStores:
     """What the worker processes must know of the stores the started engine serves."""
-    return WorkerStores(engine.arena_path() or None, shm_wait_ms, settings.get("redis_url"))
+    arena = engine.arena_path() or None
+    return WorkerStores(arena, shm_wait_ms, settings.get("redis_url"), shm_alloc_min)
 
 
 def engine_settings(workers: Iterable[type]) -> dict[str, Any]:

@@ -114,6 +114,8 @@ impl<'a> Heap<'a> {
         let size = b.size();
         b.set_state(BlockState::Free);
         b.generation.store(0, Relaxed);
+        b.task_holds.store(0, Relaxed);
+        b.producer_pid.store(0, Relaxed);
         self.hdr.used_bytes.fetch_sub(size, Relaxed);
         self.hdr.objects.fetch_sub(1, Relaxed);
 
@@ -319,11 +321,11 @@ impl<'a> Heap<'a> {
             .ok_or_else(|| corrupt(format!("block offset {offset} outside the mapping")))?;
         b._reserved_flags.store(0, Relaxed);
         b.owner_pid.store(0, Relaxed);
-        b._reserved_pins.store(0, Relaxed);
+        b.task_holds.store(0, Relaxed);
         b.size.store(size, Relaxed);
         b.prev_size.store(prev_size, Relaxed);
         b.self_index.store(self.index_of(offset), Relaxed);
-        b._reserved_pin_pid.store(0, Relaxed);
+        b.producer_pid.store(0, Relaxed);
         b.generation.store(0, Relaxed);
         b.len.store(0, Relaxed);
         b.next_free.store(NONE, Relaxed);

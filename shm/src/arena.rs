@@ -6,7 +6,9 @@
 //! is done to objects lives in the two submodules:
 //! - `arena/objects.rs`: an object's life: alloc (a [`crate::Draft`]), seal, locate, free.
 //! - `arena/ownership.rs`: who owns an object: adopt, set_owner, reclaim_owner.
+//! - `arena/holds.rs`: blocks held by a producer's array and by the tasks it was handed to.
 
+mod holds;
 mod objects;
 mod ownership;
 

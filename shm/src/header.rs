@@ -28,7 +28,8 @@ use crate::mapping::lock::RobustMutex;
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"MOSECAR1");
 /// Bumped whenever the layout in this file, or the meaning of a field or state, changes.
 /// 2: pins and the `Doomed` state removed (their bytes are reserved, zero).
-pub(crate) const VERSION: u32 = 2;
+/// 3: `task_holds` and `producer_pid`: blocks shared by a producer's array and tasks.
+pub(crate) const VERSION: u32 = 3;
 /// Allocation unit, alignment of every payload, and the size of a [`BlockHeader`].
 pub(crate) const GRANULE: u64 = 64;
 /// Marks a real block header ("MBLK"); cleared when a block is absorbed by a neighbour.
@@ -165,8 +166,9 @@ pub(crate) struct BlockHeader {
     pub _reserved: AtomicU16,
     /// Pid of the process that allocated it (or adopted it); `reclaim_owner` matches on it.
     pub owner_pid: AtomicU32,
-    /// Reserved, zero (version 1 counted pins here).
-    pub _reserved_pins: AtomicU32,
+    /// Tasks holding a block that was handed over while something else also holds it (see
+    /// `arena/holds.rs`); 0 for a block with one owner, which `free` releases at once.
+    pub task_holds: AtomicU32,
     /// Block length in bytes, header included; a multiple of [`GRANULE`]. The next block starts
     /// at `offset + size`: this chain is what recovery walks.
     pub size: AtomicU64,
@@ -175,8 +177,9 @@ pub(crate) struct BlockHeader {
     /// The block's own position (granule index from the data start): a header copied
     /// elsewhere does not validate.
     pub self_index: AtomicU32,
-    /// Reserved, zero (version 1 kept the pinning pid here).
-    pub _reserved_pin_pid: AtomicU32,
+    /// Pid of the process whose array still holds the block (NumPy's memory handler made it
+    /// there), 0 when none does; see `arena/holds.rs`.
+    pub producer_pid: AtomicU32,
     /// Generation of the current allocation; references must match it.
     pub generation: AtomicU64,
     /// Payload length asked for (<= size - 64); references must match it.

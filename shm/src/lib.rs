@@ -117,5 +117,10 @@ pub use arena::{Arena, Stats, FILE_PREFIX};
 pub use draft::Draft;
 pub use error::{Result, ShmError};
 #[cfg(feature = "python")]
+pub use mapping::numpy_handler::{
+    failed_frees as numpy_failed_frees, set_handler as set_numpy_handler, NumpyHandler,
+    HANDLER_CAPSULE_NAME as NUMPY_HANDLER_CAPSULE,
+};
+#[cfg(feature = "python")]
 pub use mapping::ArenaBuffer;
 pub use reference::{Reference, Span};

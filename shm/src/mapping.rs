@@ -31,6 +31,8 @@
 //!   project ever resizes it.
 
 pub(crate) mod lock;
+#[cfg(feature = "python")]
+pub(crate) mod numpy_handler;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::mem::size_of;

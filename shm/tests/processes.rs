@@ -64,6 +64,7 @@ fn child_entry() {
         "churn" => churn(&arena),
         "hold" => hold(&arena),
         "storm" => storm(&arena),
+        "producer" => producer(&arena),
         other => panic!("unknown role {other}"),
     }
 }
@@ -123,6 +124,17 @@ fn hold(arena: &Arena) {
     println!("{READY}");
     std::thread::sleep(Duration::from_secs(30)); // killed long before
     drop((draft, leased));
+}
+
+/// Makes two blocks held by arrays (as NumPy's handler does), hands one over (its reference
+/// written to the file in `SHARED`), and waits to be killed holding both.
+fn producer(arena: &Arena) {
+    let handed = arena.alloc_held(30_000).unwrap();
+    let reference = arena.share_held(handed.offset as u64).unwrap();
+    let _kept = arena.alloc_held(40_000).unwrap();
+    std::fs::write(env::var(SHARED).unwrap(), encode(&reference.to_bytes())).unwrap();
+    println!("{READY}");
+    std::thread::sleep(Duration::from_secs(30)); // killed long before
 }
 
 fn encode(bytes: &[u8]) -> String {
@@ -197,4 +209,24 @@ fn processes_killed_at_random_moments_leave_a_working_arena() {
     }
     // How many kills hit a process holding the lock (0 is a valid outcome of chance).
     println!("lock recoveries: {}", arena.recoveries());
+}
+
+#[test]
+fn a_dead_producer_loses_its_array_holds_and_tasks_keep_theirs() {
+    let scratch = Scratch::new("producer");
+    let arena = Arena::create(&scratch.dir, 1 << 20).unwrap();
+    let out = scratch.dir.join("shared-reference");
+    let mut child = spawn("producer", arena.path(), &[(SHARED, out.display().to_string())]);
+    wait_ready(&mut child);
+    let reference =
+        Reference::from_bytes(&decode(&std::fs::read_to_string(&out).unwrap())).unwrap();
+    arena.adopt(&reference).unwrap(); // as the engine does with a worker's output
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(arena.stats().objects, 2);
+    // The block never handed over goes; the handed-over one loses only its array's hold.
+    assert_eq!(arena.reclaim_owner(child.id()).unwrap(), 1);
+    assert_eq!(arena.locate(&reference).unwrap().len, 30_000, "the task still reads it");
+    arena.free(&reference).unwrap();
+    assert_eq!(arena.stats(), shm::Stats { capacity: arena.capacity(), used_bytes: 0, objects: 0 });
 }

@@ -25,6 +25,8 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<shm::ArenaBuffer>()?;
     module.add_function(wrap_pyfunction!(default_config, module)?)?;
     module.add_function(wrap_pyfunction!(version, module)?)?;
+    module.add_function(wrap_pyfunction!(arena::set_numpy_handler, module)?)?;
+    module.add_function(wrap_pyfunction!(arena::numpy_failed_frees, module)?)?;
     add_wire_constants(module)?;
     add_http_constants(module)
 }

@@ -30,12 +30,25 @@ impl Arena {
     /// [`ShmError::Full`] when no free block is large enough now; [`ShmError::TooLarge`] when
     /// none ever could be; [`ShmError::Corrupt`] when the metadata is damaged beyond repair.
     pub fn alloc(&self, size: usize) -> Result<Draft<'_>> {
+        let reference = self.alloc_block(size, BlockState::Writing, 0)?;
+        Ok(Draft::new(self, reference))
+    }
+
+    /// Takes a block of `size` payload bytes owned by this process and puts it in `state`,
+    /// with `producer_pid` recorded (0: no array holds it). Shared by [`Arena::alloc`] and
+    /// [`Arena::alloc_held`].
+    pub(crate) fn alloc_block(
+        &self,
+        size: usize,
+        state: BlockState,
+        producer_pid: u32,
+    ) -> Result<Reference> {
         let requested = size as u64;
         if requested > self.max_object_size() {
             return Err(ShmError::TooLarge { requested, max: self.max_object_size() });
         }
         let block = GRANULE + requested.div_ceil(GRANULE) * GRANULE;
-        let reference = self.with_heap(|heap| {
+        self.with_heap(|heap| {
             let Some(offset) = heap.alloc(block)? else {
                 return Err(ShmError::Full {
                     requested,
@@ -48,15 +61,16 @@ impl Arena {
             b.owner_pid.store(std::process::id(), Relaxed);
             b.generation.store(generation, Relaxed);
             b.len.store(requested, Relaxed);
-            b.set_state(BlockState::Writing); // last: see `Heap::alloc`
+            b.task_holds.store(0, Relaxed);
+            b.producer_pid.store(producer_pid, Relaxed);
+            b.set_state(state); // last: see `Heap::alloc`
             Ok(Reference {
                 arena_id: self.id,
                 offset: offset + GRANULE,
                 size: requested,
                 generation,
             })
-        })?;
-        Ok(Draft::new(self, reference))
+        })
     }
 
     /// Like [`Arena::alloc`], but when the arena is full, sleeps until another process or
@@ -123,25 +137,47 @@ impl Arena {
         })
     }
 
-    /// Frees a sealed or leased object, at once: the reference is dead and the space may be
-    /// reused by the next allocation. Any process may free any such object; the caller must
-    /// know that nobody still reads it. An object still being written through a [`Draft`] is
-    /// refused: only the draft ends it (dropping an unsealed draft frees its object), so a
-    /// draft's `&mut [u8]` never outlives its block.
+    /// Frees a sealed or leased object: the reference is dead and, unless something else still
+    /// holds the block, the space may be reused by the next allocation. Any process may free
+    /// any such object; the caller must know that nobody still reads it through this
+    /// reference. An object still being written through a [`Draft`] is refused: only the draft
+    /// ends it (dropping an unsealed draft frees its object), so a draft's `&mut [u8]` never
+    /// outlives its block.
+    ///
+    /// A block handed over while its producer's array holds it (see `arena/holds.rs`) has one
+    /// hold per hand-over and one for the array: `free` drops one task's hold, and the block is
+    /// released with the last hold.
     ///
     /// # Errors
     /// The reference errors of [`Arena::locate`] (a second free of the same reference is a
-    /// [`ShmError::StaleReference`]); [`ShmError::WrongState`] for an object under a draft.
+    /// [`ShmError::StaleReference`]); [`ShmError::WrongState`] for an object under a draft, or
+    /// one only its producer's array holds (it was never handed over).
     pub fn free(&self, reference: &Reference) -> Result<()> {
         self.with_heap(|heap| {
-            let (offset, _, state) = self.validate(heap, reference)?;
-            match state {
-                BlockState::Writing => Err(self.wrong_state(
+            let (offset, b, state) = self.validate(heap, reference)?;
+            if state == BlockState::Writing {
+                return Err(self.wrong_state(
                     reference,
                     state,
                     "sealed or leased (its draft frees it when dropped)",
-                )),
-                _ => heap.release(offset),
+                ));
+            }
+            // Holds are counted only once a block has more than one holder: 0 with no
+            // producer is the one owner every plain object has.
+            let holds = b.task_holds.load(Relaxed);
+            let producer = b.producer_pid.load(Relaxed);
+            if producer != 0 && holds == 0 {
+                return Err(ShmError::WrongState {
+                    offset: reference.offset,
+                    state: "held by its producer's array only",
+                    wanted: "handed over",
+                });
+            }
+            if producer == 0 && holds <= 1 {
+                heap.release(offset)
+            } else {
+                b.task_holds.store(holds - 1, Relaxed);
+                Ok(())
             }
         })
     }

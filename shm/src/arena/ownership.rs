@@ -43,6 +43,7 @@ impl Arena {
     /// was still writing through a draft (a dead process holds no draft; one that still runs
     /// must not go on using the arena: its drafts and references fail from now on). For this
     /// process itself it frees its sealed and leased objects and leaves its open drafts alone.
+    /// Blocks another owner holds that a dead `pid`'s arrays also held lose that hold only.
     ///
     /// # Errors
     /// [`crate::ShmError::Corrupt`] when the metadata is damaged beyond repair.
@@ -57,6 +58,13 @@ impl Arena {
                 let drafted = state == Some(BlockState::Writing);
                 if live && b.owner_pid.load(Relaxed) == pid && (other || !drafted) {
                     owned.push(offset);
+                } else if live && other && b.producer_pid.load(Relaxed) == pid {
+                    // Handed over (so adopted) while its dead producer's array held it too:
+                    // only that array's hold goes (see `arena/holds.rs`).
+                    b.producer_pid.store(0, Relaxed);
+                    if b.task_holds.load(Relaxed) == 0 {
+                        owned.push(offset);
+                    }
                 }
             }
             // Releasing merges only free neighbours, so the other collected blocks (not free)
