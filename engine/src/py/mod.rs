@@ -3,6 +3,7 @@
 mod arena;
 mod engine;
 mod errors;
+mod json_text;
 
 use pyo3::prelude::*;
 
@@ -25,6 +26,7 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<shm::ArenaBuffer>()?;
     module.add_function(wrap_pyfunction!(default_config, module)?)?;
     module.add_function(wrap_pyfunction!(version, module)?)?;
+    module.add_function(wrap_pyfunction!(json_text::dumps_indent2, module)?)?;
     add_wire_constants(module)?;
     add_http_constants(module)
 }
