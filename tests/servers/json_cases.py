@@ -66,7 +66,7 @@ CASES: dict[str, Any] = {
     "lone_surrogate": ["\ud800", "a\udfffb"],
     "unicode_keys": {"clé": 1, "😀": [2], 'q"uote': {"\n": None}},
     "tuple": (1, (2, 3), [4, (5,)]),
-    "non_str_keys": {1: "int", 2.5: "float", True: "bool", None: "none", "s": "str"},
+    "non_str_keys": {1: "int", 2.5: "float", False: "bool", None: "none", "s": "str"},
     "enum": [Color.RED, {"color": Color.RED}],
     "subclasses": [Text("t"), Ratio(0.5)],
     "ordered_dict": collections.OrderedDict([("b", 1), ("a", 2)]),
