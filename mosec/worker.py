@@ -117,7 +117,9 @@ class Worker(abc.ABC):
             raise EncodingError from err
 
     def deserialize(self, data: bytes) -> Any:
-        """Decode one HTTP request body (JSON; an empty body is ``{}``).
+        """Decode one HTTP request body (JSON; an empty body is ``{}``, as in mosec).
+
+        Over HTTP an empty body never gets here: the engine answers it ``no data provided``.
 
         Raises:
             DecodingError: when the body is not valid JSON (400; the body is mosec's
