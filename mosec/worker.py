@@ -106,10 +106,10 @@ class Worker(abc.ABC):
             EncodingError: when ``json`` cannot encode the result (500; the body is mosec's
                 ``encoding error: encoding error``, the reason goes to the log).
         """
-        encoded = _engine.dumps_indent2(data)
-        if encoded is not None:
-            return encoded
         try:
+            encoded = _engine.dumps_indent2(data)  # may raise too: an int too long for str()
+            if encoded is not None:
+                return encoded
             return json.dumps(data, indent=2).encode()
         # Any exception, as mosec: a circular value's ValueError, a deep one's RecursionError.
         except Exception as err:

@@ -86,4 +86,6 @@ CASES: dict[str, Any] = {
     "too_deep": _nested(3000),
     "nested_set": {"ok": [1, 2], "bad": [{3}]},
     "bad_key": {(1, 2): "tuple key"},
+    # More digits than int.__str__ writes (sys.get_int_max_str_digits(), 4300 by default).
+    "int_too_long": [10**5000],
 }

@@ -67,8 +67,12 @@ fn write_value(out: &mut Vec<u8>, value: &Bound<'_, PyAny>, level: usize) -> PyR
             Ok(number) => {
                 let _ = write!(out, "{number}");
             }
-            // Past 64 bits: `int.__repr__` is the decimal text.
-            Err(_) => out.extend_from_slice(value.repr()?.to_str()?.as_bytes()),
+            // Past 64 bits: `int.__repr__` is the decimal text. One too long for it
+            // (`sys.set_int_max_str_digits`) is left to `json`, which raises its own error.
+            Err(_) => match value.repr() {
+                Ok(text) => out.extend_from_slice(text.to_str()?.as_bytes()),
+                Err(_) => return Ok(false),
+            },
         }
         return Ok(true);
     }
