@@ -28,6 +28,7 @@ __all__ = [
     "ArenaClient",
     "Engine",
     "default_config",
+    "dumps_indent2",
     "numpy_failed_frees",
     "set_numpy_handler",
     "version",
@@ -38,6 +39,9 @@ def default_config() -> str:
 
 def version() -> str:
     """The crate version, e.g. ``"0.1.0"``."""
+
+def dumps_indent2(value: object) -> bytes | None:
+    """``json.dumps(value, indent=2).encode()`` for plain values, else None (run ``json``)."""
 
 # The wire formats' numbers, from their one definition (engine/src/protocol.rs, refs.rs,
 # config.rs, shm::Reference).

@@ -5,10 +5,11 @@ The engine serves it at ``GET /openapi/metadata.json`` and a Swagger UI page for
 
 - request body: the first worker's ``req_mime_type`` with the schema of ``forward``'s data
   annotation; as in mosec, an operation whose first worker leaves that parameter unannotated has
-  no ``requestBody``. The body is optional when the worker reads an empty body as ``{}`` (the
-  JSON and msgpack workers, as in mosec), required otherwise (the typed mixin answers 400);
+  no ``requestBody``. The body is optional: an empty one runs nothing and is answered 200
+  ``no data provided`` (``text/plain``), as mosec 0.9.8 answers it;
 - 200: the last worker's ``resp_mime_type`` with the schema of ``forward``'s return annotation
-  (no ``content`` when it has none), or ``text/event-stream`` when the route streams;
+  (no ``content`` when it has none), or ``text/event-stream`` when the route streams; and the
+  ``text/plain`` answer to an empty body;
 - every error the server can answer, each a ``text/plain`` message: 400, 408, 413, 415, 422, 429
   (with ``retry-after``), 500 and 503. A streaming route answers only the refusals made before
   the stream starts (400, 413, 415, 429, 503); a later error is an event of the stream.
@@ -34,12 +35,10 @@ import msgspec
 
 from mosec import _engine, flow, log
 from mosec.flow import Step
-from mosec.mixin.msgpack_worker import MsgpackMixin
 from mosec.mixin.typed_msgpack_worker import TypedMsgPackMixin
 from mosec.plan import is_streaming
 from mosec.runtime import Runtime
 from mosec.signature import forward_types
-from mosec.worker import Worker
 
 logger = log.get_logger("openapi")
 
@@ -76,10 +75,10 @@ _ERRORS = {
 #: What a streaming route can answer besides its stream: the refusals made before it starts.
 _STREAM_ERRORS = ("400", "413", "415", "429", "503")
 
-#: The ``deserialize`` methods that read an empty body as ``{}`` (as mosec's do), so a route whose
-#: first worker uses one has an optional body. Any other (the typed mixin's answers 400, a custom
-#: one is unknown) keeps the body required.
-_EMPTY_BODY_IS_EMPTY_DICT = (Worker.deserialize, MsgpackMixin.deserialize)
+#: The engine's answer to an empty body (``NO_DATA`` in ``engine/src/http/infer.rs``), documented
+#: as one more content of every route's 200.
+_NO_MIME = _engine.TEXT_PLAIN_MIME
+_NO_DATA = {"schema": {"type": "string", "const": "no data provided"}}
 
 _REQUEST_ID_HEADER = {"$ref": "#/components/headers/RequestId"}
 _MAX_ID = _engine.REQUEST_ID_MAX_LEN
@@ -205,7 +204,7 @@ def _operation(
 ) -> dict[str, Any]:
     first, last = flow.first_stages(steps)[0], flow.last_stages(steps)[0]
     if is_streaming(steps):
-        ok = {
+        ok: dict[str, Any] = {
             "description": "A stream of server-sent events: one `data:` event per event the "
             "worker sends. An error, before or after the first event, arrives as an `error` "
             "event whose data is `SSE inference error: <status>: <reason>: <message>`.",
@@ -216,6 +215,9 @@ def _operation(
         ok = {"description": "The result.", "headers": {"x-request-id": _REQUEST_ID_HEADER}}
         if (path, "resp") in schema_of:
             ok["content"] = {last.worker.resp_mime_type: {"schema": schema_of[(path, "resp")]}}
+    if "content" in ok:
+        ok["description"] += " An empty request body runs nothing: `no data provided`."
+        ok["content"].setdefault(_NO_MIME, _NO_DATA)
     responses: dict[str, Any] = {"200": ok}
     for status, (name, _) in _ERRORS.items():
         if status in _STREAM_ERRORS or not is_streaming(steps):
@@ -227,10 +229,11 @@ def _operation(
         "parameters": [{"$ref": "#/components/parameters/RequestId"}],
     }
     if (path, "req") in schema_of:
-        optional = first.worker.deserialize in _EMPTY_BODY_IS_EMPTY_DICT
-        body: dict[str, Any] = {"required": not optional}
-        if optional:
-            body["description"] = "An empty body is read as {}."
+        body: dict[str, Any] = {
+            "required": False,
+            "description": "An empty body runs nothing: it is answered 200 `no data provided`, "
+            "as mosec 0.9.8 answers it.",
+        }
         body["content"] = {first.worker.req_mime_type: {"schema": schema_of[(path, "req")]}}
         operation["requestBody"] = body
     operation["responses"] = responses

@@ -19,7 +19,7 @@ import pickle
 from collections.abc import Sequence
 from typing import Any
 
-from mosec import log
+from mosec import _engine, log
 from mosec.errors import DecodingError, EncodingError, MemberError
 from mosec.stream import EventSink
 
@@ -97,18 +97,29 @@ class Worker(abc.ABC):
     def serialize(self, data: Any) -> bytes:
         """Encode one result as the HTTP response body (JSON indented by 2, as mosec's).
 
+        The bytes are exactly ``json.dumps(data, indent=2).encode()``: the extension writes them
+        for plain values (dicts with str keys, lists, tuples, str, int, float, bool, None), as
+        ``json`` would but without its pure-Python indenting encoder; anything else goes to
+        ``json`` itself.
+
         Raises:
-            EncodingError: when the result is not JSON serializable (500; the body is mosec's
+            EncodingError: when ``json`` cannot encode the result (500; the body is mosec's
                 ``encoding error: encoding error``, the reason goes to the log).
         """
         try:
+            encoded = _engine.dumps_indent2(data)  # may raise too: an int too long for str()
+            if encoded is not None:
+                return encoded
             return json.dumps(data, indent=2).encode()
-        except (TypeError, ValueError) as err:
+        # Any exception, as mosec: a circular value's ValueError, a deep one's RecursionError.
+        except Exception as err:
             logger.debug("the result cannot be encoded as JSON: %s", err)
             raise EncodingError from err
 
     def deserialize(self, data: bytes) -> Any:
-        """Decode one HTTP request body (JSON; an empty body is ``{}``).
+        """Decode one HTTP request body (JSON; an empty body is ``{}``, as in mosec).
+
+        Over HTTP an empty body never gets here: the engine answers it ``no data provided``.
 
         Raises:
             DecodingError: when the body is not valid JSON (400; the body is mosec's
@@ -118,7 +129,8 @@ class Worker(abc.ABC):
             return {}
         try:
             return json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        # Any exception, as mosec: bad JSON or UTF-8, and a too deeply nested RecursionError.
+        except Exception as err:
             logger.debug("the request body is not JSON: %s", err)
             raise DecodingError from err
 

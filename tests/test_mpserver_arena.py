@@ -73,3 +73,25 @@ def test_the_arena_is_empty_again_after_a_failure_and_a_timeout(tmp_path: Path):
             server.call({"fail": True, "pad": np.zeros(1 << 20)}, timeout=60)
         assert server.call(_array(2), timeout=60) == _expected(_array(2))
         _wait_until(lambda: _arena(server)["used"] == 0, "the arena empty after the failures")
+
+
+@pytest.mark.parametrize("mib", [20, 40], ids=["outputs-do-not-fit", "input-does-not-fit"])
+def test_a_full_arena_means_inline_never_an_error(monkeypatch, tmp_path: Path, mib: int):
+    # A 32 MiB arena: a 20 MiB input fits but Halve's 20 MiB output does not (NumPy's handler
+    # falls back to the heap, the hand-over to an inline pickle); a 40 MiB input fits nowhere.
+    from mosec.mpserver import core
+
+    monkeypatch.setattr(core, "ARENA_BYTES", 32 << 20)
+    gate = tmp_path / "gate"
+    x = np.random.default_rng(3).random((mib // 4, 1024, 1024), dtype=np.float32)
+    with mp.Server(mp_arena.flow(str(gate))) as server:
+        assert _arena(server)["capacity"] < 32 << 20
+        answers: list = []
+        caller = threading.Thread(target=lambda: answers.append(server.call(x, timeout=60)))
+        caller.start()
+        if x.nbytes < 32 << 20:
+            _wait_until(lambda: _arena(server)["used"] >= x.nbytes, "the input in the arena")
+        gate.touch()
+        caller.join()
+        assert answers == [_expected(x)]
+        _wait_until(lambda: _arena(server)["used"] == 0, "the arena empty again")

@@ -84,6 +84,19 @@ def test_a_stuck_worker_is_killed_and_replaced(start_server: StartServer, tmp_pa
     assert server.terminate() == 0
 
 
+def test_a_request_held_by_a_stuck_worker_fails_with_500_before_its_deadline(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # A deadline long past the forward timeout + grace: the engine, not the deadline, ends it.
+    server = start_server("stuck.py", "--timeout", "30000")
+    spin, stuck_pid = _spin(server, tmp_path)
+    response = spin.result()
+    assert response.status_code == 500, response.text
+    answer = wait_until(lambda: _serves(server), FORWARD_TIMEOUT_S + GRACE_S + 30, "service again")
+    assert answer["pid"] != stuck_pid
+    wait_at_rest(server)
+
+
 def test_shutdown_while_a_worker_is_stuck(start_server: StartServer, tmp_path: Path) -> None:
     server = start_server("stuck.py", "--timeout", str(TIMEOUT_MS))
     arenas = list(Path("/dev/shm").glob(f"mosec-arena-{server.pid}-*"))

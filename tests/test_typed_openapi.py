@@ -83,7 +83,8 @@ def test_typed_routes_carry_their_schemas(server: Server) -> None:
     assert "requestBody" not in plain
     assert "content" not in plain["responses"]["200"]
     events = document["paths"]["/events"]["post"]["responses"]["200"]["content"]
-    assert list(events) == ["text/event-stream"]
+    # The stream, and the plain answer to an empty body.
+    assert list(events) == ["text/event-stream", "text/plain; charset=utf-8"]
     too_many = document["components"]["responses"]["TooManyRequests"]
     assert "retry-after" in too_many["headers"]
 

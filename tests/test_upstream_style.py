@@ -87,6 +87,13 @@ def test_an_sse_route_whose_first_stage_rejects_answers_one_error_event(
     assert _events(server, {"text": "ab"}) == [("message", "a"), ("message", "b")]
 
 
+def test_an_empty_body_runs_nothing_and_is_answered_no_data_provided(serve: StartServer) -> None:
+    for script in ("echo.py", "sse_reject.py"):  # a plain route and a streaming one
+        server = serve(script)
+        response = server.post(content=b"")
+        assert (response.status_code, response.text) == (200, "no data provided"), script
+
+
 def test_openapi_shapes_of_untyped_and_typed_routes(serve: StartServer) -> None:
     server = serve("openapi_shapes.py")
     document = server.client.get("/openapi/metadata.json").json()

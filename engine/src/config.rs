@@ -66,9 +66,9 @@ pub struct Config {
     /// Smallest NumPy array (bytes) that a worker of a stage with an arena mixin allocates in
     /// the arena during `forward`, so that returning it hands it over with no copy; 0 turns
     /// the workers' NumPy memory handler off (`--shm-alloc-min`). Read by the workers only.
-    /// 256 KiB: where lending beats copying clearly (`python -m benchmarks.alloc_threshold`:
-    /// break-even near 100 KiB) while smaller temporaries, which cost a little more in the
-    /// arena, stay on NumPy's heap.
+    /// 256 KiB: where lending clearly beats copying (`python -m benchmarks.alloc_threshold`:
+    /// the hop takes 0.79x the time at 256 KiB, break-even near 64 KiB) while smaller
+    /// temporaries, which cost 5-10% more in the arena, stay on NumPy's heap.
     pub shm_alloc_min: u64,
     /// Redis URL of the Redis store, when a stage uses it; the engine deletes the keys of tasks
     /// that end before their consumer read them.

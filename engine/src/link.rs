@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::batcher::{collect, take_queued, ItemCost, Queued};
 use crate::metrics::StageLabels;
 use crate::protocol::{
-    read_frame, write_items, Frame, FrameKind, Hello, Item, ProtocolError, FLAG_REFERENCE,
+    write_items, Frame, FrameKind, FrameReader, Hello, Item, ProtocolError, FLAG_REFERENCE,
 };
 use crate::refs::{self, StoreObject};
 use crate::state::{stopped, Shared, Stage};
@@ -69,36 +69,10 @@ impl Drop for Connected<'_> {
     }
 }
 
-/// Stops the socket reader task when the link ends, whichever way it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Reads frames off the socket into a channel, so the link can wait on frames and on other
-/// events at once without cancelling a half-read frame.
-fn spawn_reader(
-    mut reader: OwnedReadHalf,
-) -> (mpsc::Receiver<Result<Frame, ProtocolError>>, AbortOnDrop) {
-    let (frames, received) = mpsc::channel(16);
-    let task = tokio::spawn(async move {
-        loop {
-            let frame = read_frame(&mut reader).await;
-            let failed = frame.is_err();
-            if frames.send(frame).await.is_err() || failed {
-                break;
-            }
-        }
-    });
-    (received, AbortOnDrop(task))
-}
-
 async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
-    let (mut reader, writer) = stream.into_split();
-    let hello = match timeout(HELLO_TIMEOUT, read_frame(&mut reader)).await {
+    let (reader, writer) = stream.into_split();
+    let mut frames = FrameReader::new(reader);
+    let hello = match timeout(HELLO_TIMEOUT, frames.next()).await {
         Ok(Ok(Frame::Hello(hello))) => hello,
         Ok(Ok(_)) => return warn!("worker connection did not start with HELLO; closed"),
         Ok(Err(err)) => return warn!(error = %err, "worker connection failed before HELLO"),
@@ -116,7 +90,6 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
         stage = %stage.config.name, worker_id = hello.worker_id, worker_pid = hello.pid,
         "worker connected"
     );
-    let (frames, _reader) = spawn_reader(reader);
     let (cancel, cancelled) = mpsc::unbounded_channel();
     let labels =
         StageLabels { stage: stage.config.name.clone(), connection: hello.worker_id.to_string() };
@@ -172,8 +145,9 @@ struct Link<'a> {
     /// This link's metric labels: the stage's name and the worker's id, as mosec's
     /// `stage` and `connection`.
     labels: StageLabels,
-    /// Frames from the worker, read by the reader task.
-    frames: mpsc::Receiver<Result<Frame, ProtocolError>>,
+    /// Frames from the worker, read in this task: waiting for one is cancel-safe, so it sits
+    /// in `select!` beside the queue and the cancellations without a reader task's hop.
+    frames: FrameReader<OwnedReadHalf>,
     writer: BufWriter<OwnedWriteHalf>,
     /// Registered with every task this link holds: the task table sends its id here when the
     /// task is abandoned, and keeps its store objects here if it is removed meanwhile.
@@ -212,7 +186,7 @@ impl Link<'_> {
                 () = stopped(&mut shutdown) => Wake::Shutdown,
                 // A worker never speaks while idle: a frame or an error now means it closed (or
                 // broke the protocol), so its queue items must go to another worker.
-                _ = self.frames.recv() => Wake::WorkerGone,
+                _ = self.frames.next() => Wake::WorkerGone,
                 opened = next_batch => Wake::Batch(opened),
             };
             let opened = match wake {
@@ -315,7 +289,7 @@ impl Link<'_> {
     /// it), dropping whatever it still sends. Its tasks are answered already; a late RESULT's
     /// store objects are still the worker's, reclaimed once it is gone.
     async fn await_exit(&mut self) {
-        while let Some(Ok(_)) = self.frames.recv().await {}
+        while self.frames.next().await.is_ok() {}
     }
 
     fn observe_batch(&self, size: usize, opened: Instant) {
@@ -337,7 +311,7 @@ impl Link<'_> {
         let mut busy_since = Instant::now();
         loop {
             let frame = tokio::select! {
-                frame = self.frames.recv() => frame,
+                frame = self.frames.next() => frame,
                 Some(task_id) = self.cancelled.recv() => {
                     self.send_cancel(task_id).await;
                     continue;
@@ -347,7 +321,7 @@ impl Link<'_> {
                 }
             };
             match frame {
-                Some(Ok(Frame::Items(FrameKind::Result, results))) => {
+                Ok(Frame::Items(FrameKind::Result, results)) => {
                     let same_tasks = results.len() == sent.len()
                         && results.iter().zip(sent).all(|(r, s)| r.task_id == s.task_id);
                     if !same_tasks {
@@ -356,21 +330,17 @@ impl Link<'_> {
                     }
                     return Ok(results);
                 }
-                Some(Ok(Frame::Items(FrameKind::Event, events))) => {
+                Ok(Frame::Items(FrameKind::Event, events)) => {
                     busy_since = Instant::now();
                     for event in events {
                         self.shared.tasks.stream_event(event.task_id, event.status, event.payload);
                     }
                 }
-                Some(Ok(_)) => {
+                Ok(_) => {
                     let err = ProtocolError::Malformed("expected RESULT or EVENT");
                     return Err(Unanswered::Broken(err));
                 }
-                Some(Err(err)) => return Err(Unanswered::Broken(err)),
-                None => {
-                    let err = ProtocolError::Malformed("worker link reader stopped");
-                    return Err(Unanswered::Broken(err));
-                }
+                Err(err) => return Err(Unanswered::Broken(err)),
             }
         }
     }

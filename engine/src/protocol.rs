@@ -267,6 +267,59 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Frame, P
     decode_body(body.freeze())
 }
 
+/// Reads frames off a socket through one growing buffer: each read takes whatever the socket
+/// has (one `read` for a whole small frame, and for several queued ones), and the frames'
+/// payloads are slices of that buffer. Unlike [`read_frame`], [`FrameReader::next`] is
+/// cancel-safe: a frame half-received when a `select!` drops its future stays buffered, so the
+/// link can wait for frames and for other events in one task.
+pub struct FrameReader<R> {
+    /// The socket.
+    reader: R,
+    /// Received bytes not yet returned as frames.
+    buffer: BytesMut,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Bytes asked of the socket when the buffer has no room: one small frame's worth and more.
+    const READ_AHEAD: usize = 16 * 1024;
+
+    /// Wraps a socket's read side.
+    pub fn new(reader: R) -> Self {
+        Self { reader, buffer: BytesMut::with_capacity(Self::READ_AHEAD) }
+    }
+
+    /// The next whole frame.
+    ///
+    /// # Errors
+    /// [`ProtocolError::Io`] when the socket fails or closes (EOF, mid-frame or not), and
+    /// [`decode_body`]'s errors.
+    pub async fn next(&mut self) -> Result<Frame, ProtocolError> {
+        loop {
+            if self.buffer.len() >= 4 {
+                let mut prefix = [0u8; 4];
+                prefix.copy_from_slice(&self.buffer[..4]);
+                let body_len = u32::from_le_bytes(prefix) as usize;
+                if body_len < BODY_HEADER_LEN {
+                    return Err(ProtocolError::Malformed("body shorter than its header"));
+                }
+                if self.buffer.len() >= 4 + body_len {
+                    self.buffer.advance(4);
+                    return decode_body(self.buffer.split_to(body_len).freeze());
+                }
+                // A large frame is read straight into room for all of it.
+                self.buffer.reserve(4 + body_len - self.buffer.len());
+            }
+            if self.buffer.capacity() == self.buffer.len() {
+                self.buffer.reserve(Self::READ_AHEAD);
+            }
+            if self.reader.read_buf(&mut self.buffer).await? == 0 {
+                let eof = std::io::ErrorKind::UnexpectedEof;
+                return Err(ProtocolError::Io(std::io::Error::new(eof, "worker link closed")));
+            }
+        }
+    }
+}
+
 /// Decodes a frame body (everything after the length prefix).
 ///
 /// # Errors
@@ -467,6 +520,42 @@ mod tests {
             let bad = Bytes::copy_from_slice(bad);
             assert!(matches!(decode_joined(&bad), Err(ProtocolError::Malformed(_))), "{bad:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn frame_reader_splits_coalesced_frames_and_waits_for_cut_ones() {
+        let mut wire = Vec::new();
+        write_items(&mut wire, FrameKind::Result, &[item(1, b"one".to_vec())]).await.unwrap();
+        write_items(&mut wire, FrameKind::Event, &[item(2, vec![7; 100_000])]).await.unwrap();
+        let (mut near, far) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            // Small pieces: frames arrive cut anywhere, several per read or one over many.
+            for piece in wire.chunks(13) {
+                near.write_all(piece).await.unwrap();
+            }
+        });
+        let mut frames = FrameReader::new(far);
+        let first = frames.next().await.unwrap();
+        assert_eq!(first, Frame::Items(FrameKind::Result, vec![item(1, b"one".to_vec())]));
+        let second = frames.next().await.unwrap();
+        assert_eq!(second, Frame::Items(FrameKind::Event, vec![item(2, vec![7; 100_000])]));
+        writer.await.unwrap();
+        assert!(matches!(frames.next().await, Err(ProtocolError::Io(_))));
+    }
+
+    #[tokio::test]
+    async fn frame_reader_keeps_a_frame_whose_wait_was_cancelled() {
+        let mut wire = Vec::new();
+        write_items(&mut wire, FrameKind::Result, &[item(5, b"kept".to_vec())]).await.unwrap();
+        let (mut near, far) = tokio::io::duplex(1024);
+        let mut frames = FrameReader::new(far);
+        near.write_all(&wire[..9]).await.unwrap();
+        // The wait gives up after the first bytes were taken into the buffer.
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(20), frames.next());
+        assert!(waited.await.is_err());
+        near.write_all(&wire[9..]).await.unwrap();
+        let frame = frames.next().await.unwrap();
+        assert_eq!(frame, Frame::Items(FrameKind::Result, vec![item(5, b"kept".to_vec())]));
     }
 
     #[tokio::test]

@@ -38,7 +38,8 @@ class ShmIPCMixin:
 
     **An array returned from forward belongs to the pipeline: do not write into it
     afterwards** (the next stage may be reading it). Keeping it and reading it later is safe:
-    its bytes stay yours until you drop it.
+    its bytes stay yours until you drop it. Large arrays a stage keeps across requests occupy
+    the arena meanwhile: build long-lived state in ``__init__`` (outside ``forward``) or copy it.
 
     The arrays the next stage receives are read-only views, valid until its ``forward`` and
     ``serialize`` return (the engine frees them when that stage's result arrives).

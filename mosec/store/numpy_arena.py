@@ -11,17 +11,18 @@ an array (or a view or slice of one) it hands the block over by reference
 The block then has two holders, the producer's array and the task, and is reused only when both
 let go (``shm/src/arena/holds.rs``). So a producer may keep its returned array and read it
 later; the one rule is: **an array returned from forward belongs to the pipeline; do not write
-into it afterwards** (the next stage may be reading it).
+into it afterwards** (the next stage may be reading it). Large arrays a stage keeps across
+requests occupy the arena meanwhile; state built in ``__init__`` (outside ``forward``) does not.
 
 Never worse than before: a full arena makes the handler fall back to NumPy's allocator, and the
 hand-over to a copy. ``--shm-alloc-min 0`` (or ``MOSEC_SHM_ALLOC_MIN=0``) turns the handler
 off. Its cost, measured by ``python -m benchmarks.alloc_threshold``: about 1 µs per ``forward``
 (installing the handler) and per arena allocation, and memory-bound code writing arena memory
-may run slower than on the heap (tmpfs pages are not transparent huge pages here): a
-temporary of 1 MiB costs about 1.3x. A returned array saves a copy: 0.74x the hop's time at
-1 MiB, 0.54x at 16 MiB. Below the threshold arrays stay on the heap, where most temporaries
-are. NumPy keeps the handler in a context variable, so it applies to the thread running ``forward``
-and nothing else.
+may run slower than on the heap (tmpfs pages are not transparent huge pages): a temporary of
+1 to 16 MiB costs 1.05-1.1x. A returned array saves a copy: the hop takes 0.79x the time at
+256 KiB, 0.64x at 1 MiB, 0.52x at 16 MiB (break-even near 64 KiB). Below the threshold arrays
+stay on the heap, where most temporaries are. NumPy keeps the handler in a context variable,
+so it applies to the thread running ``forward`` and nothing else.
 """
 
 from __future__ import annotations

@@ -21,6 +21,10 @@ use crate::request::{self, Refusal};
 use crate::state::{Route, Shared};
 use crate::tasks::Outcome;
 
+/// The answer to an empty body, which runs nothing: mosec 0.9.8 answers it so (200, on plain and
+/// streaming routes alike), and its clients may rely on it.
+const NO_DATA: &str = "no data provided";
+
 /// Runs one request through `route`; every failure becomes a status code.
 pub async fn infer(
     request: Request<Incoming>,
@@ -32,6 +36,7 @@ pub async fn infer(
     let accept = compression::preferred(request.headers()).filter(|_| shared.config.compression);
     let response = match admit(request, shared).await {
         Err(refusal) => refusal,
+        Ok((body, _permit)) if body.is_empty() => text(StatusCode::OK, NO_DATA),
         Ok((body, permit)) if route.stream => {
             stream(body, permit, route, shared, &request_id).await
         }

@@ -3,6 +3,7 @@
 mod arena;
 mod engine;
 mod errors;
+mod json_text;
 
 use pyo3::prelude::*;
 
@@ -27,6 +28,7 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(version, module)?)?;
     module.add_function(wrap_pyfunction!(arena::set_numpy_handler, module)?)?;
     module.add_function(wrap_pyfunction!(arena::numpy_failed_frees, module)?)?;
+    module.add_function(wrap_pyfunction!(json_text::dumps_indent2, module)?)?;
     add_wire_constants(module)?;
     add_http_constants(module)
 }
