@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from benchmarks.catalog import TARGETS
 from benchmarks.report import by_repeat, cell, paired
+from benchmarks.scenarios import by_name
 from benchmarks.stats import ratio_spread
 
 OURS = "ours"
@@ -31,10 +32,29 @@ def _best(rows: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
 
 
 def not_measured(scenario: str, skipped: Sequence[Dict[str, str]]) -> List[Dict[str, str]]:
-    """The peers' skips that concern ``scenario`` (its own, and whole-run ones marked ``*``)."""
+    """The peers' skips that concern ``scenario`` (its own, and whole-run ones marked ``*``),
+    leaving out the IPC variants that would only repeat another target or carry nothing here."""
     return [
-        skip for skip in skipped if skip["scenario"] in (scenario, "*") and is_peer(skip["target"])
+        skip
+        for skip in skipped
+        if skip["scenario"] in (scenario, "*")
+        and is_peer(skip["target"])
+        and not _variant_only(skip["target"], scenario)
     ]
+
+
+def _variant_only(target: str, scenario: str) -> bool:
+    """Whether ``target`` is an IPC variant with nothing to show in ``scenario``."""
+    known = TARGETS.get(target)
+    if known is None or known.ipc is None:
+        return False
+    try:
+        chosen = by_name(scenario)
+    except KeyError:
+        return False
+    if known.redundant(chosen) is not None:
+        return True
+    return chosen.ipc != "none" and chosen.ipc not in known.ipc.carries
 
 
 def compare(summary: Dict[str, Any], samples: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:

@@ -154,6 +154,7 @@ def test_best_of_ours_against_the_best_peer_with_the_missing_named():
         {"scenario": "echo", "target": "bentoml", "reason": "did not start: exited with 1"},
         {"scenario": "*", "target": "pytriton", "reason": "PyTriton 0.7.0 is not available"},
         {"scenario": "echo", "target": "ours-numbin", "reason": "one stage, no IPC"},
+        {"scenario": "echo", "target": "upstream-numbin", "reason": "same as upstream-pickle"},
         {"scenario": "batch", "target": "ray-serve", "reason": "elsewhere"},
     ]
     assert [s["target"] for s in peers.not_measured("echo", skipped)] == ["bentoml", "pytriton"]
