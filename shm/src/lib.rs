@@ -29,11 +29,14 @@
 //! - `mapping.rs`: `mmap` and typed access to the mapping; with feature `python`,
 //!   `ArenaBuffer`, the mapping exported to Python by the buffer protocol. **Unsafe.**
 //! - `mapping/lock.rs`: the robust process-shared mutex and the futex, part of `mapping`. **Unsafe.**
+//! - `mapping/numpy_handler.rs` (feature `python`): NumPy's memory handler over the arena, part
+//!   of `mapping`. **Unsafe.**
+//! - `arena/holds.rs`: blocks held by a producer's array and the tasks it was lent to.
 //! - `sweep.rs`: [`Arena::sweep_stale`], removing arenas of crashed servers.
 //! - `process.rs`: pid liveness and start times from /proc, random ids.
 //!
 //! # Unsafe code
-//! The `mapping` module (`mapping.rs` and its `lock.rs`) holds all of it, each block with a `// SAFETY:` line and each
+//! The `mapping` module (`mapping.rs`, its `lock.rs` and its `numpy_handler.rs`) holds all of it, each block with a `// SAFETY:` line and each
 //! unsafe fn with a `# Safety` section. Payload bytes are reached only through the safe
 //! `Mapping::exclusive(_mut)`, whose soundness rests on a block's one `ExclusiveSpan` (held by
 //! its `Draft`). Every other module is compiled with `unsafe_code` denied.
