@@ -1,12 +1,12 @@
 //! `ArenaClient`: a worker's handle on the server's arena. Allocation, sealing, validation and
 //! freeing happen here in Rust, under the arena's lock; the bytes themselves are read and
 //! written by Python, at the offsets returned here, through `buffer()`: the client's own
-//! mapping exported as a Python buffer (`shm::ArenaBuffer`, where the unsafe export lives), so
-//! a worker maps the arena once.
+//! mapping exported as a Python buffer (`shm::ArenaBuffer`, exported by shm's mapping module),
+//! so a worker maps the arena once.
 //!
 //! It also makes the worker's NumPy memory handler (`numpy_handler`: arrays of a stage with an
 //! arena mixin are born in the arena) and hands such arrays over (`share_held`, `share`); the
-//! handler itself, and every unsafe step of it, is `shm`'s (`shm/src/mapping/numpy_handler.rs`).
+//! handler itself, with all its raw-pointer code, is `shm`'s (`shm/src/mapping/numpy_handler.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
