@@ -10,7 +10,8 @@ A worker process:
 3. loops: receive a BATCH, decode each item (``deserialize`` on an item flagged INGRESS,
    ``deserialize_ipc`` otherwise), run ``forward`` on the items that decoded, encode each result
    (``serialize`` when flagged EGRESS, ``serialize_ipc`` otherwise) and send the RESULT with a
-   status per item;
+   status per item. An unbatched stage's BATCH holds the requests queued when the worker got
+   free (``engine/src/batcher.rs``); each is handled on its own, with its own ``forward`` call;
 4. exits with 0 when the engine closes the socket or on SIGTERM (after the batch in hand).
    SIGINT is ignored: on Ctrl-C the server process drains the requests first, then stops us.
 
@@ -283,9 +284,7 @@ class Loop:
             if batch is None:
                 return
             stop.busy = True
-            ids = link.request_ids
-            log.set_request_ids((ids[0] or None) if len(ids) == 1 else ids)
-            replies = self.handle(batch)
+            replies = self.handle(batch, link.request_ids)
             log.set_request_ids(None)
             link.send_result(replies)
             if self.after_batch is not None:
@@ -294,10 +293,23 @@ class Loop:
             if stop.requested:
                 return
 
-    def handle(self, batch: Sequence[Received]) -> list[Reply]:
-        """Turn one BATCH into the items of its RESULT."""
-        if len(batch) == 1 and not self.batched:
-            return [self._handle_one(*batch[0])]
+    def handle(self, batch: Sequence[Received], request_ids: list[str]) -> list[Reply]:
+        """Turn one BATCH into the items of its RESULT.
+
+        Args:
+            batch: the items.
+            request_ids: their request ids, by position ("" where the engine sent none); the
+                records logged meanwhile carry them.
+        """
+        if not self.batched:
+            # One forward call per item: the engine hands an unbatched stage what is queued
+            # (engine/src/batcher.rs), so that many small requests cost one hop.
+            answers: list[Reply] = []
+            for item, request_id in zip(batch, request_ids):
+                log.set_request_ids(request_id or None)
+                answers.append(self._handle_one(*item))
+            return answers
+        log.set_request_ids((request_ids[0] or None) if len(request_ids) == 1 else request_ids)
         replies: list[Reply] = [(task_id, STATUS_OK, b"", 0) for task_id, _, _ in batch]
         positions: list[int] = []
         inputs: list[Any] = []
@@ -311,14 +323,8 @@ class Loop:
             inputs.append(data)
         if not inputs:
             return replies
-        if self.batched:
-            self._open_stream([batch[index][0] for index in positions])
-            outputs = self._forward_batch(inputs, replies, positions)
-        else:
-            outputs = []
-            for item, index in zip(inputs, positions):
-                self._open_stream([batch[index][0]])
-                outputs.append(self._forward_one(item, replies, index))
+        self._open_stream([batch[index][0] for index in positions])
+        outputs = self._forward_batch(inputs, replies, positions)
         for index, output in zip(positions, outputs):
             if output is _FAILED:
                 continue
@@ -365,7 +371,7 @@ class Loop:
         return payload, 0
 
     def _handle_one(self, task_id: int, flags: int, payload: bytes) -> Reply:
-        """The common case, an unbatched stage's single item, without the batch bookkeeping."""
+        """One item of an unbatched stage: decode, ``forward``, encode."""
         step = "decoding"
         try:
             data = self._decode(flags, payload)
@@ -383,13 +389,6 @@ class Loop:
         """Point a streaming worker's events at the requests of the next forward call."""
         if self.sse is not None and self.link is not None:
             self.sse._events = EventChannel(self.link, task_ids, self.timeout_s)
-
-    def _forward_one(self, data: Any, replies: list[Reply], index: int) -> Any:
-        try:
-            return self._call_forward(data)
-        except (Exception, MosecTimeoutError, StreamCancelled) as err:
-            replies[index] = (replies[index][0], *self._failure(err, "forward"))
-            return _FAILED
 
     def _forward_batch(self, inputs: list[Any], replies: list[Reply], positions: list[int]) -> Any:
         failure: tuple[int, bytes, int] | None = None

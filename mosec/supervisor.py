@@ -14,10 +14,12 @@ own live child in that stage (an unreaped child's pid cannot have been reused), 
 then restarted like any crash.
 
 Restart rule: a worker that dies is restarted (the engine has already failed the requests it held
-with 500). A death counts as a failed start when the worker never connected or lived less than
-``MIN_UPTIME_S``; consecutive failed starts are restarted with an exponential back-off. When a
-worker has failed to start ``MAX_FAILED_STARTS`` times in a row and its stage has no live,
-connected worker left, the stage cannot be served: the server stops with exit code 1.
+with 500, or, when they were queued requests of an unbatched stage handed over together, sent each
+to a worker again on its own, so that only the one that kills a worker fails). A death counts as a
+failed start when the worker never connected or lived less than ``MIN_UPTIME_S``; consecutive
+failed starts are restarted with an exponential back-off. When a worker has failed to start
+``MAX_FAILED_STARTS`` times in a row and its stage has no live, connected worker left, the stage
+cannot be served: the server stops with exit code 1.
 
 A daemon that exits is a store the stages can no longer reach: every request in flight is answered
 503 (``service unavailable: store daemon <name> exited``) at once, then the server shuts down.

@@ -2,8 +2,9 @@
 //!
 //! Each stage has one multi-consumer queue; every worker link of the stage pulls its own batches
 //! from it. A batch closes when it holds `max_batch_size` items or `max_wait` after its first
-//! item arrived, whichever comes first ([`collect`]); a stage that does not wait for batches
-//! takes what is queued when its worker is free, its share of it ([`take_queued`]).
+//! item arrived, whichever comes first ([`collect`]); a stage that does not wait for batches,
+//! and a stage whose `forward` takes one item, takes what is queued when its worker is free, its
+//! share of it ([`take_queued`]). [`Batching`] says which a stage does.
 
 use std::time::Duration;
 
@@ -11,7 +12,54 @@ use async_channel::{Receiver, Sender};
 use bytes::Bytes;
 use tokio::time::{timeout_at, Instant};
 
+use crate::config::StageConfig;
 use crate::tasks::TaskId;
+
+/// How a stage's links take their batches from its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// mosec's dynamic batching ([`collect`]): up to `max_batch_size` items within `max_wait`,
+    /// for one `forward` call.
+    Collect,
+    /// What is queued when the worker is free ([`take_queued`]), at most `most` items, none
+    /// waiting for another. `forward_per_item`: the worker runs `forward` once per item (an
+    /// unbatched mosec stage), so each item has its own forward timeout.
+    Queued { most: usize, forward_per_item: bool },
+}
+
+/// The most items one hop hands a worker whose `forward` takes one item (`max_batch_size` 1).
+/// Its worker still calls `forward` once per item and answers them together: many small
+/// requests then cost one hop (one wake-up and one read and write on each side) instead of
+/// one each, which is most of what a small request costs. [`ItemCost`] keeps the wait this
+/// adds to about the engine's `queued_batch_work_ms`.
+pub const UNBATCHED_HOP_ITEMS: usize = 64;
+
+impl Batching {
+    /// The batching of a stage; `streams`: it is the last stage of a streaming route.
+    ///
+    /// A stage that waits for batches of more than one item batches as mosec does. One whose
+    /// `forward` takes one item is handed what is queued (up to [`UNBATCHED_HOP_ITEMS`]), unless
+    /// it streams: a stream runs as long as its client reads, so the items behind it would wait
+    /// for all of it instead of for a free worker. A stage that does not wait for batches is
+    /// handed what is queued up to `max_batch_size`, for one `forward` call.
+    pub fn of(config: &StageConfig, streams: bool) -> Self {
+        match (config.wait_for_batch, config.max_batch_size) {
+            (false, most) => Self::Queued { most, forward_per_item: false },
+            (true, 1) if !streams => {
+                Self::Queued { most: UNBATCHED_HOP_ITEMS, forward_per_item: true }
+            }
+            (true, _) => Self::Collect,
+        }
+    }
+
+    /// How many `forward` calls a batch of `items` items is (each has the stage's timeout).
+    pub fn forward_calls(self, items: usize) -> usize {
+        match self {
+            Self::Queued { forward_per_item: true, .. } => items,
+            _ => 1,
+        }
+    }
+}
 
 /// A task waiting in a stage's queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +72,10 @@ pub struct Queued {
     pub payload: Bytes,
     /// The request id, passed to the worker for its logs.
     pub request_id: Bytes,
+    /// Back on the queue because a worker failed while it held this item among others: it
+    /// goes to a worker on its own this time ([`take_queued`]), so that an item that kills its
+    /// worker fails alone and the others are served.
+    pub alone: bool,
 }
 
 /// A stage's queue: the sending end shared by HTTP and the links of earlier stages, the
@@ -91,13 +143,9 @@ pub async fn collect(
 /// other and make the frame big).
 pub const QUEUED_BATCH_BYTES: usize = 1 << 20;
 
-/// The work, in the worker's expected time, one [`take_queued`] batch may hold: its items'
-/// results come back together, so the first one waits for the others' work, by at most this
-/// much when the items cost what the ones before them did.
-pub const QUEUED_BATCH_WORK: Duration = Duration::from_millis(2);
-
 /// What one item of a stage that takes what is queued costs its worker, as measured so far:
-/// how many items the next batch may take within [`QUEUED_BATCH_WORK`].
+/// how many items the next batch may take within a budget of work (the engine's
+/// `queued_batch_work_ms`, 2 ms: the first item's result waits for the others by about that).
 ///
 /// The estimate is an average weighted 1/8 to the newest batch: a scheduling hiccup moves it
 /// little, while one item far slower than the budget (a second where items took microseconds)
@@ -118,13 +166,13 @@ impl ItemCost {
         });
     }
 
-    /// How many items the next batch may take (at least 1, at most `max_batch_size`).
-    pub fn limit(&self, max_batch_size: usize) -> usize {
+    /// How many items the next batch may take within `budget` (at least 1, at most `most`).
+    pub fn limit(&self, most: usize, budget: Duration) -> usize {
         let Some(per_item) = self.per_item else {
             return 1;
         };
-        let fits = QUEUED_BATCH_WORK.as_nanos() / per_item.as_nanos().max(1);
-        usize::try_from(fits).unwrap_or(usize::MAX).clamp(1, max_batch_size.max(1))
+        let fits = budget.as_nanos() / per_item.as_nanos().max(1);
+        usize::try_from(fits).unwrap_or(usize::MAX).clamp(1, most.max(1))
     }
 }
 
@@ -136,19 +184,35 @@ impl ItemCost {
 ///
 /// For a stage whose worker runs its items one by one: many small items then cost one hop to
 /// the worker, not one each, and an idle queue adds no wait. Returns as [`collect`] does.
+///
+/// An item marked [`Queued::alone`] is a batch on its own: taken first, nothing joins it;
+/// met later, it ends the batch and waits in `set_aside` (the caller's, kept across calls),
+/// which the next call takes first, so that it is not sent to the back of the queue again.
 pub async fn take_queued(
     receiver: &Receiver<Queued>,
     batch: &mut Vec<Queued>,
-    max_batch_size: usize,
+    most: usize,
     workers: usize,
+    set_aside: &mut Option<Queued>,
 ) -> Option<Instant> {
-    let first = receiver.recv().await.ok()?;
+    let first = match set_aside.take() {
+        Some(item) => item,
+        None => receiver.recv().await.ok()?,
+    };
+    let alone = first.alone;
     batch.push(first);
     let opened = Instant::now();
+    if alone {
+        return Some(opened);
+    }
     let share = (receiver.len() + 1).div_ceil(workers.max(1));
     let mut bytes = batch[0].payload.len();
-    while batch.len() < max_batch_size.min(share) && bytes < QUEUED_BATCH_BYTES {
+    while batch.len() < most.min(share) && bytes < QUEUED_BATCH_BYTES {
         match receiver.try_recv() {
+            Ok(item) if item.alone => {
+                *set_aside = Some(item);
+                break;
+            }
             Ok(item) => {
                 bytes += item.payload.len();
                 batch.push(item);
@@ -164,7 +228,19 @@ mod tests {
     use super::*;
 
     fn item(task_id: TaskId) -> Queued {
-        Queued { task_id, flags: 0, payload: Bytes::new(), request_id: Bytes::new() }
+        Queued { task_id, flags: 0, payload: Bytes::new(), request_id: Bytes::new(), alone: false }
+    }
+
+    /// Takes one batch of what is queued, for one of `workers` workers, `set_aside` its own.
+    async fn take(
+        queue: &StageQueue,
+        most: usize,
+        workers: usize,
+        set_aside: &mut Option<Queued>,
+    ) -> Vec<TaskId> {
+        let mut batch = Vec::new();
+        take_queued(&queue.receiver, &mut batch, most, workers, set_aside).await;
+        batch.iter().map(|q| q.task_id).collect()
     }
 
     #[tokio::test(start_paused = true)]
@@ -227,21 +303,14 @@ mod tests {
         let queue = StageQueue::default();
         (0..7).for_each(|i| queue.push(item(i)));
         let start = Instant::now();
-        let mut first = Vec::new();
-        take_queued(&queue.receiver, &mut first, 32, 2).await;
+        let mut aside = None;
         // 7 queued for 2 workers: this one takes 4; of the 3 left, the next takes 2.
-        assert_eq!(first.iter().map(|q| q.task_id).collect::<Vec<_>>(), [0, 1, 2, 3]);
-        let mut second = Vec::new();
-        take_queued(&queue.receiver, &mut second, 32, 2).await;
-        assert_eq!(second.iter().map(|q| q.task_id).collect::<Vec<_>>(), [4, 5]);
-        let mut third = Vec::new();
-        take_queued(&queue.receiver, &mut third, 32, 2).await;
-        assert_eq!(third.iter().map(|q| q.task_id).collect::<Vec<_>>(), [6]);
+        assert_eq!(take(&queue, 32, 2, &mut aside).await, [0, 1, 2, 3]);
+        assert_eq!(take(&queue, 32, 2, &mut aside).await, [4, 5]);
+        assert_eq!(take(&queue, 32, 2, &mut aside).await, [6]);
         assert_eq!(start.elapsed(), Duration::ZERO);
         (0..5).for_each(|i| queue.push(item(10 + i)));
-        let mut capped = Vec::new();
-        take_queued(&queue.receiver, &mut capped, 2, 1).await;
-        assert_eq!(capped.iter().map(|q| q.task_id).collect::<Vec<_>>(), [10, 11]);
+        assert_eq!(take(&queue, 2, 1, &mut aside).await, [10, 11]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -252,31 +321,69 @@ mod tests {
         queue.push(sized(1, QUEUED_BATCH_BYTES / 2));
         queue.push(sized(2, 10));
         queue.push(sized(3, 10));
-        let mut batch = Vec::new();
-        take_queued(&queue.receiver, &mut batch, 32, 1).await;
-        assert_eq!(batch.iter().map(|q| q.task_id).collect::<Vec<_>>(), [0, 1]);
         queue.push(sized(4, 3 * QUEUED_BATCH_BYTES));
-        let mut small_then_large = Vec::new();
-        take_queued(&queue.receiver, &mut small_then_large, 32, 1).await;
-        assert_eq!(small_then_large.iter().map(|q| q.task_id).collect::<Vec<_>>(), [2, 3, 4]);
+        let mut aside = None;
+        assert_eq!(take(&queue, 32, 1, &mut aside).await, [0, 1]);
+        assert_eq!(take(&queue, 32, 1, &mut aside).await, [2, 3, 4]);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_marked_alone_is_a_batch_of_its_own_and_keeps_its_turn() {
+        let queue = StageQueue::default();
+        let alone = |task_id| Queued { alone: true, ..item(task_id) };
+        [item(0), item(1), alone(2), alone(3), item(4), item(5)]
+            .into_iter()
+            .for_each(|q| queue.push(q));
+        let mut aside = None;
+        // The batch ends before the first retried item, which waits aside for the next call.
+        assert_eq!(take(&queue, 32, 1, &mut aside).await, [0, 1]);
+        assert_eq!(aside.as_ref().map(|q| q.task_id), Some(2));
+        queue.push(item(6)); // a newer item does not overtake it
+        assert_eq!(take(&queue, 32, 1, &mut aside).await, [2]);
+        assert_eq!(take(&queue, 32, 1, &mut aside).await, [3]);
+        assert_eq!(take(&queue, 32, 1, &mut aside).await, [4, 5, 6]);
+        assert!(aside.is_none());
+    }
+
+    #[test]
+    fn a_stage_batches_unless_its_forward_takes_one_item_and_it_does_not_stream() {
+        let stage = |max_batch_size, wait_for_batch| StageConfig {
+            name: "S".into(),
+            num: 1,
+            max_batch_size,
+            max_wait_time_ms: 10,
+            wait_for_batch,
+            forward_timeout_ms: 1000,
+        };
+        let per_item = Batching::Queued { most: UNBATCHED_HOP_ITEMS, forward_per_item: true };
+        assert_eq!(Batching::of(&stage(1, true), false), per_item);
+        assert_eq!(per_item.forward_calls(5), 5);
+        assert_eq!(Batching::of(&stage(1, true), true), Batching::Collect);
+        assert_eq!(Batching::of(&stage(8, true), false), Batching::Collect);
+        assert_eq!(Batching::Collect.forward_calls(5), 1);
+        let servlet = Batching::of(&stage(64, false), false);
+        assert_eq!(servlet, Batching::Queued { most: 64, forward_per_item: false });
+        assert_eq!(servlet.forward_calls(5), 1);
+    }
+
+    const BUDGET: Duration = Duration::from_millis(2);
 
     #[test]
     fn the_measured_item_cost_sizes_the_next_batch_cautiously() {
         let mut cost = ItemCost::default();
-        assert_eq!(cost.limit(64), 1, "nothing measured: one at a time");
+        assert_eq!(cost.limit(64, BUDGET), 1, "nothing measured: one at a time");
         cost.note(Duration::from_micros(100), 5); // 20 us an item: 100 fit in 2 ms
-        assert_eq!(cost.limit(64), 64);
+        assert_eq!(cost.limit(64, BUDGET), 64);
         cost.note(Duration::from_millis(3), 1); // a hiccup: still many
-        assert!(cost.limit(64) > 1);
+        assert!(cost.limit(64, BUDGET) > 1);
         cost.note(Duration::from_secs(4), 1); // one slow item: one at a time at once
-        assert_eq!(cost.limit(64), 1);
+        assert_eq!(cost.limit(64, BUDGET), 1);
         cost.note(Duration::from_micros(20), 1); // fast again: the estimate comes down slowly
-        assert_eq!(cost.limit(64), 1);
+        assert_eq!(cost.limit(64, BUDGET), 1);
         for _ in 0..200 {
             cost.note(Duration::from_micros(20), 1);
         }
-        assert_eq!(cost.limit(64), 64);
+        assert_eq!(cost.limit(64, BUDGET), 64);
     }
 
     #[tokio::test(start_paused = true)]

@@ -49,6 +49,10 @@ pub struct Config {
     /// or sits in a C call) and is reported to be killed and restarted. The time a forward
     /// that was interrupted needs to return, with the stage's decoding and encoding around it.
     pub stuck_grace_ms: u64,
+    /// The work, in the worker's measured time per item, that one batch of a stage handed what
+    /// is queued may hold (`batcher::ItemCost`): the items' results come back together, so
+    /// the first one waits for the others by about this much.
+    pub queued_batch_work_ms: u64,
     /// The OpenAPI document served at `/openapi/metadata.json` (JSON text; empty: none).
     pub openapi: String,
     /// Folder of the Swagger UI assets served under `/openapi/swagger/` (empty: none).
@@ -105,13 +109,16 @@ pub struct StageConfig {
 }
 
 impl StageConfig {
-    /// How long a worker of this stage may be busy with one batch (since the batch was sent,
-    /// or since its last stream event) before it counts as stuck: its forward timeout plus
-    /// `grace`. None when the stage has no forward timeout.
-    pub fn stuck_after(&self, grace: Duration) -> Option<Duration> {
+    /// How long a worker of this stage may be busy with one batch of `forward_calls` calls
+    /// (since the batch was sent, or since its last stream event) before it counts as stuck:
+    /// each call's forward timeout, plus `grace`. None when the stage has no forward timeout.
+    pub fn stuck_after(&self, grace: Duration, forward_calls: usize) -> Option<Duration> {
         match self.forward_timeout_ms {
             0 => None,
-            timeout => Some(Duration::from_millis(timeout).saturating_add(grace)),
+            timeout => {
+                let calls = u32::try_from(forward_calls.max(1)).unwrap_or(u32::MAX);
+                Some(Duration::from_millis(timeout).saturating_mul(calls).saturating_add(grace))
+            }
         }
     }
 }
@@ -228,6 +235,7 @@ impl Default for Config {
             compression: false,
             sse_keepalive_ms: 15_000,
             stuck_grace_ms: 5_000,
+            queued_batch_work_ms: 2,
             openapi: String::new(),
             swagger_dir: String::new(),
             use_arena: false,
@@ -438,9 +446,11 @@ mod tests {
     fn a_stage_with_a_forward_timeout_is_stuck_past_it_plus_the_grace() {
         let mut stage = minimal().stages.remove(0);
         let grace = Duration::from_millis(Config::default().stuck_grace_ms);
-        assert_eq!(stage.stuck_after(grace), None, "no forward timeout: never stuck");
+        assert_eq!(stage.stuck_after(grace, 1), None, "no forward timeout: never stuck");
         stage.forward_timeout_ms = 1500;
-        assert_eq!(stage.stuck_after(grace), Some(Duration::from_millis(6500)));
+        assert_eq!(stage.stuck_after(grace, 1), Some(Duration::from_millis(6500)));
+        // Three items, each its own forward call with its own timeout.
+        assert_eq!(stage.stuck_after(grace, 3), Some(Duration::from_millis(9500)));
         let json = r#"{"name": "A", "num": 1, "max_batch_size": 1, "max_wait_time_ms": 0}"#;
         let parsed: StageConfig = serde_json::from_str(json).unwrap();
         assert_eq!(parsed.forward_timeout_ms, 0, "0 when left out");

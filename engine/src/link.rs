@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{debug, info, warn};
 
-use crate::batcher::{collect, take_queued, ItemCost, Queued};
+use crate::batcher::{collect, take_queued, Batching, ItemCost, Queued};
 use crate::metrics::StageLabels;
 use crate::protocol::{
     write_items, Frame, FrameKind, FrameReader, Hello, Item, ProtocolError, FLAG_REFERENCE,
@@ -102,6 +102,7 @@ async fn serve_link(stream: UnixStream, shared: Arc<Shared>) {
         writer: BufWriter::new(writer),
         holder: Holder::new(cancel),
         cancelled,
+        set_aside: None,
     };
     let reason = link.run().await;
     drop(link); // the link has ended: what its worker was reading is released now
@@ -154,6 +155,9 @@ struct Link<'a> {
     holder: Arc<Holder>,
     /// Ids of held tasks whose clients left, to pass on to the worker.
     cancelled: mpsc::UnboundedReceiver<TaskId>,
+    /// An item to be sent on its own, taken from the queue while a batch was being made (see
+    /// `take_queued`): the next batch.
+    set_aside: Option<Queued>,
 }
 
 impl Drop for Link<'_> {
@@ -168,18 +172,25 @@ impl Link<'_> {
     /// Serves batches until the worker goes away or the engine stops; returns why it ended.
     async fn run(&mut self) -> &'static str {
         let mut shutdown = self.shared.shutdown.subscribe();
-        let max_batch_size = self.stage.config.max_batch_size;
-        let mut batch: Vec<Queued> = Vec::with_capacity(max_batch_size);
+        let stage = self.stage;
+        let mut batch: Vec<Queued> = Vec::with_capacity(stage.config.max_batch_size);
         // For a stage that takes what is queued: its worker's cost per item, so far.
         let mut cost = ItemCost::default();
+        let work = Duration::from_millis(self.shared.config.queued_batch_work_ms);
         loop {
-            let receiver = &self.stage.queue.receiver;
+            let receiver = &stage.queue.receiver;
+            let set_aside = &mut self.set_aside;
             let next_batch = async {
-                if self.stage.config.wait_for_batch {
-                    collect(receiver, &mut batch, max_batch_size, self.stage.max_wait).await
-                } else {
-                    let workers = self.stage.connected.load(Ordering::Acquire);
-                    take_queued(receiver, &mut batch, cost.limit(max_batch_size), workers).await
+                match stage.batching {
+                    Batching::Collect => {
+                        let size = stage.config.max_batch_size;
+                        collect(receiver, &mut batch, size, stage.max_wait).await
+                    }
+                    Batching::Queued { most, .. } => {
+                        let workers = stage.connected.load(Ordering::Acquire);
+                        let most = cost.limit(most, work);
+                        take_queued(receiver, &mut batch, most, workers, set_aside).await
+                    }
                 }
             };
             let wake = tokio::select! {
@@ -216,27 +227,26 @@ impl Link<'_> {
             if let Err(err) = write_items(&mut self.writer, FrameKind::Batch, &items).await {
                 // The worker never saw this batch: another worker can still serve it.
                 debug!(error = %err, "sending a batch failed");
-                let unsent = items.into_iter().map(|i| Queued {
-                    task_id: i.task_id,
-                    flags: i.flags,
-                    payload: i.payload,
-                    request_id: i.request_id,
-                });
-                return self.requeue(unsent.collect(), "worker closed its socket");
+                return self.requeue(unsent(items, false), "worker closed its socket");
             }
             let started = Instant::now();
             match self.await_result(&items).await {
                 Ok(results) => {
                     let elapsed = started.elapsed();
                     cost.note(elapsed, items.len());
-                    self.shared
-                        .metrics
-                        .process_duration
-                        .get_or_create(&self.labels)
-                        .observe(elapsed.as_secs_f64());
+                    self.observe_process(elapsed, items.len());
                     self.dispatch(items, results);
                     // After every task of the batch has had its result: see `batch_answered`.
                     self.shared.tasks.batch_answered(&self.holder);
+                }
+                Err(Unanswered::Broken(err)) if self.retries_alone(&items) => {
+                    warn!(
+                        stage = %self.stage.config.name, worker_pid = self.hello.pid, error = %err,
+                        tasks = items.len(), "worker failed while holding items that are each \
+                        their own work; each goes to a worker again, on its own"
+                    );
+                    return self
+                        .requeue(unsent(items, true), "worker failed while holding a batch");
                 }
                 Err(Unanswered::Broken(err)) => {
                     warn!(
@@ -255,7 +265,13 @@ impl Link<'_> {
                         "worker stuck in a batch past its forward timeout; its tasks get 500, \
                          and it is reported to the supervisor to be killed and restarted"
                     );
-                    self.fail_batch(&items, "was stuck past its timeout");
+                    if self.retries_alone(&items) {
+                        // Each goes to a worker again, on its own: only the one that hangs
+                        // is stuck once more.
+                        self.requeue(unsent(items, true), "");
+                    } else {
+                        self.fail_batch(&items, "was stuck past its timeout");
+                    }
                     self.shared.stuck.report(StuckWorker {
                         stage: self.hello.stage as usize,
                         worker_id: self.hello.worker_id,
@@ -292,6 +308,25 @@ impl Link<'_> {
         while self.frames.next().await.is_ok() {}
     }
 
+    /// Whether a batch its worker never answered goes back on the queue, each item on its
+    /// own, instead of failing: when it is several items that are each their own work
+    /// (handed what was queued), since one of them may be what broke the worker, and the
+    /// others would not have failed had they come one at a time.
+    fn retries_alone(&self, items: &[Item]) -> bool {
+        matches!(self.stage.batching, Batching::Queued { .. }) && items.len() > 1
+    }
+
+    /// Records how long the worker took for a batch of `items`: once per `forward` call (per
+    /// item when each item is one), as a stage handed one item at a time would.
+    fn observe_process(&self, elapsed: Duration, items: usize) {
+        let calls = self.stage.batching.forward_calls(items);
+        let per_call = elapsed / u32::try_from(calls).unwrap_or(u32::MAX);
+        let histogram = self.shared.metrics.process_duration.get_or_create(&self.labels);
+        for _ in 0..calls {
+            histogram.observe(per_call.as_secs_f64());
+        }
+    }
+
     fn observe_batch(&self, size: usize, opened: Instant) {
         if self.stage.config.max_batch_size > 1 {
             let metrics = &self.shared.metrics;
@@ -307,7 +342,8 @@ impl Link<'_> {
     /// re-arms a streaming worker's own idle timeout).
     async fn await_result(&mut self, sent: &[Item]) -> Result<Vec<Item>, Unanswered> {
         let grace = Duration::from_millis(self.shared.config.stuck_grace_ms);
-        let stuck_after = self.stage.config.stuck_after(grace);
+        let calls = self.stage.batching.forward_calls(sent.len());
+        let stuck_after = self.stage.config.stuck_after(grace, calls);
         let mut busy_since = Instant::now();
         loop {
             let frame = tokio::select! {
@@ -394,13 +430,26 @@ impl Link<'_> {
         }
     }
 
-    /// Puts items this link took but never delivered back on the queue for another worker.
-    fn requeue(&self, batch: Vec<Queued>, reason: &'static str) -> &'static str {
-        for queued in batch {
+    /// Puts items this link took but never delivered back on the queue for another worker,
+    /// with the one it set aside.
+    fn requeue(&mut self, batch: Vec<Queued>, reason: &'static str) -> &'static str {
+        for queued in batch.into_iter().chain(self.set_aside.take()) {
             self.stage.queue.push(queued);
         }
         reason
     }
+}
+
+/// The queue items of a batch sent but not answered; `alone`: each to go on its own next time.
+fn unsent(items: Vec<Item>, alone: bool) -> Vec<Queued> {
+    let queued = |item: Item| Queued {
+        task_id: item.task_id,
+        flags: item.flags,
+        payload: item.payload,
+        request_id: item.request_id,
+        alone,
+    };
+    items.into_iter().map(queued).collect()
 }
 
 /// Resolves at `deadline`; never without one.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::{watch, Semaphore};
 use tracing::warn;
 
-use crate::batcher::{Queued, StageQueue};
+use crate::batcher::{Batching, Queued, StageQueue};
 use crate::config::{Config, StageConfig};
 use crate::flow::Flow;
 use crate::http::documents::Documents;
@@ -29,6 +29,8 @@ pub struct Stage {
     pub connected: AtomicUsize,
     /// How long a batch may wait to fill.
     pub max_wait: Duration,
+    /// How its links take batches from the queue.
+    pub batching: Batching,
 }
 
 /// A route as the running engine sees it.
@@ -76,10 +78,19 @@ impl Shared {
         stores: Arc<Stores>,
         stuck: StuckReports,
     ) -> Self {
+        // The egress stages of streaming routes (a streaming route is a line of stages).
+        let streaming: Vec<usize> = config
+            .routes
+            .iter()
+            .filter(|route| route.stream)
+            .filter_map(|route| route.stages.last().copied())
+            .collect();
         let stages = config
             .stages
             .iter()
-            .map(|stage| Stage {
+            .enumerate()
+            .map(|(index, stage)| Stage {
+                batching: Batching::of(stage, streaming.contains(&index)),
                 queue: StageQueue::default(),
                 connected: AtomicUsize::new(0),
                 max_wait: Duration::from_millis(match stage.max_wait_time_ms {
@@ -147,7 +158,13 @@ impl Shared {
         while let Some(Dispatch { task_id, hop, payload }) = pending.pop_front() {
             if let Some(stage) = self.stages.get(hop.stage) {
                 let request_id = request_id.clone();
-                stage.queue.push(Queued { task_id, flags: hop.flags, payload, request_id });
+                stage.queue.push(Queued {
+                    task_id,
+                    flags: hop.flags,
+                    payload,
+                    request_id,
+                    alone: false,
+                });
                 continue;
             }
             // Flows are validated against the stages: a bug, not the request's fault.

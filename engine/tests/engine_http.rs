@@ -2,11 +2,16 @@
 //! worker link, so the controller is checked without Python.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
-use std::io::{Read, Write};
+mod common;
+
 use std::net::TcpStream;
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{
+    await_in_flight, post_in_order, request, socket_path, spawn_recording_worker, Frames,
+};
 use mosec_engine::config::{RouteConfig, StageConfig};
 use mosec_engine::protocol::{read_frame, write_hello, write_items, Frame, FrameKind, Hello};
 use mosec_engine::{Config, Engine};
@@ -23,13 +28,16 @@ enum Behaviour {
     Die,
 }
 
-fn socket_path(name: &str) -> PathBuf {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    std::env::temp_dir().join(format!("mosec-test-{name}-{}-{nanos}.sock", std::process::id()))
+fn start(name: &str, timeout_ms: u64, max_request_size: usize) -> (Engine, u16, PathBuf) {
+    start_with_batches_of(name, timeout_ms, max_request_size, 4)
 }
 
-fn start(name: &str, timeout_ms: u64, max_request_size: usize) -> (Engine, u16, PathBuf) {
+fn start_with_batches_of(
+    name: &str,
+    timeout_ms: u64,
+    max_request_size: usize,
+    max_batch_size: usize,
+) -> (Engine, u16, PathBuf) {
     let socket = socket_path(name);
     let config = Config {
         address: "127.0.0.1".into(),
@@ -38,10 +46,13 @@ fn start(name: &str, timeout_ms: u64, max_request_size: usize) -> (Engine, u16, 
         max_request_size,
         socket_path: socket.display().to_string(),
         engine_threads: 1,
+        // The unbatched stage's batches are then what is queued (up to 64) once one item was
+        // measured, however slowly a busy test machine runs this test's worker.
+        queued_batch_work_ms: 600_000,
         stages: vec![StageConfig {
             name: "Echo".into(),
             num: 1,
-            max_batch_size: 4,
+            max_batch_size,
             max_wait_time_ms: 5,
             wait_for_batch: true,
             forward_timeout_ms: 0,
@@ -94,23 +105,6 @@ fn spawn_worker(socket: PathBuf, behaviour: Behaviour) -> std::thread::JoinHandl
 fn wait_ready(engine: &Engine) {
     assert!(engine.listen(Duration::from_secs(10)).unwrap(), "worker never connected");
     assert!(engine.is_ready());
-}
-
-/// One HTTP/1.1 request; returns (status, headers, body) as text.
-fn request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (headers, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = headers[9..12].parse().unwrap();
-    (status, headers.to_ascii_lowercase(), body.to_owned())
 }
 
 #[test]
@@ -212,4 +206,70 @@ fn a_taken_port_is_a_clear_error() {
     });
     let err = Engine::new(config).unwrap().start().unwrap_err().to_string();
     assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("another server"), "{err}");
+}
+
+/// An engine with an unbatched stage whose first worker served one request and left, so that
+/// requests sent now wait in the queue: (engine, port, socket, frames sender, frames).
+fn unbatched_engine_without_worker(
+    name: &str,
+) -> (Engine, u16, PathBuf, Frames, mpsc::Receiver<common::Frame>) {
+    let (engine, port, socket) = start_with_batches_of(name, 10_000, 1024, 1);
+    let (frames, received) = mpsc::channel();
+    let (first, _) = spawn_recording_worker(socket.clone(), 0, 1, frames.clone(), Some(1));
+    wait_ready(&engine);
+    assert_eq!(request(port, "POST", "/inference", b"first").0, 200);
+    first.join().unwrap();
+    assert_eq!(received.recv().unwrap(), (0, vec!["first".to_owned()]));
+    await_in_flight(port, 0); // its task is gone too: what the engine holds next is queued
+    (engine, port, socket, frames, received)
+}
+
+#[test]
+fn an_unbatched_stage_gets_what_is_queued_in_one_hop_each_item_answered_on_its_own() {
+    let (engine, port, socket, frames, received) = unbatched_engine_without_worker("hop");
+    let bodies = ["a", "b", "c", "d", "e"];
+    let clients = post_in_order(port, &bodies);
+    let (worker, _) = spawn_recording_worker(socket, 1, 1, frames, None);
+    let mut sizes = Vec::new();
+    while sizes.iter().sum::<usize>() < bodies.len() {
+        sizes.push(received.recv().unwrap().1.len());
+    }
+    // The first batch of a new link is one item (its worker's cost is not known yet); the
+    // next takes the rest of the queue at once.
+    assert_eq!(sizes, [1, 4]);
+    for (client, body) in clients.into_iter().zip(bodies) {
+        assert_eq!(client.join().unwrap(), (200, body.to_owned()));
+    }
+    engine.shutdown(Duration::from_secs(1));
+    worker.join().unwrap();
+}
+
+#[test]
+fn a_worker_failing_with_several_queued_items_sends_each_to_a_worker_alone() {
+    let (engine, port, socket, frames, received) = unbatched_engine_without_worker("alone");
+    let bodies = ["a", "b", "die", "d", "e"];
+    let clients = post_in_order(port, &bodies);
+    // Worker 1 takes "a", then the four others, and dies with them: none of them fails for
+    // it. Each goes to worker 2 on its own, so "die" kills it alone; worker 3 serves the rest.
+    let expected = [vec!["a", "b,die,d,e"], vec!["b", "die"], vec!["d", "e"]];
+    let mut last = None;
+    for (number, frames_expected) in (1..).zip(expected) {
+        let (worker, _) = spawn_recording_worker(socket.clone(), number, 1, frames.clone(), None);
+        for frame in frames_expected {
+            let got = received.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!((got.0, got.1.join(",")), (number, frame.to_owned()));
+        }
+        last = Some(worker); // each worker but the last has died by now
+    }
+    for (client, body) in clients.into_iter().zip(bodies) {
+        let (status, answer) = client.join().unwrap();
+        if body == "die" {
+            assert_eq!(status, 500);
+            assert!(answer.contains("exited"), "{answer}");
+        } else {
+            assert_eq!((status, answer.as_str()), (200, body));
+        }
+    }
+    engine.shutdown(Duration::from_secs(1));
+    last.unwrap().join().unwrap();
 }

@@ -3,13 +3,14 @@
 //! The worker is played by this test over the worker link; "killing" it closes its socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step is a failed test
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::{await_in_flight, post, post_in_order, spawn_recording_worker};
 use mosec_engine::config::{RouteConfig, StageConfig};
 use mosec_engine::protocol::{read_frame, write_hello, write_items, Frame, FrameKind, Hello};
 use mosec_engine::{Config, Engine};
@@ -49,6 +50,9 @@ fn start(name: &str) -> (Engine, u16, PathBuf) {
         stuck_grace_ms: GRACE_MS,
         socket_path: socket.display().to_string(),
         engine_threads: 1,
+        // Batches of what is queued (up to 64) once one item was measured, however slowly a
+        // busy test machine runs this test's worker.
+        queued_batch_work_ms: 600_000,
         stages: vec![stage],
         routes: vec![RouteConfig {
             path: "/inference".into(),
@@ -116,22 +120,6 @@ fn spawn_worker(
     (thread, kill)
 }
 
-/// One HTTP/1.1 POST; returns (status, body).
-fn post(port: u16, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let head = format!(
-        "POST /inference HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (headers, body) = raw.split_once("\r\n\r\n").unwrap();
-    (headers[9..12].parse().unwrap(), body.to_owned())
-}
-
 #[test]
 fn a_stuck_worker_fails_its_batch_is_reported_and_serves_no_more() {
     let (engine, port, socket) = start("stuck");
@@ -175,4 +163,46 @@ fn stream_events_re_arm_the_watch() {
     assert!(engine.stuck_workers().is_empty());
     assert!(engine.shutdown(Duration::from_secs(1)));
     worker.join().unwrap();
+}
+
+#[test]
+fn a_stuck_worker_holding_several_queued_items_sends_each_to_a_worker_alone() {
+    let (engine, port, socket) = start("stuck-queued");
+    let (frames, received) = mpsc::channel();
+    let (first, _) = spawn_recording_worker(socket.clone(), 0, 4300, frames.clone(), Some(1));
+    assert!(engine.listen(Duration::from_secs(10)).unwrap());
+    assert_eq!(post(port, b"first").0, 200);
+    first.join().unwrap();
+    received.recv().unwrap();
+    await_in_flight(port, 0);
+    let bodies = ["a", "spin", "c"];
+    let clients = post_in_order(port, &bodies);
+    // Worker 1 answers "a", then hangs holding "spin" and "c": stuck past two forward
+    // timeouts plus the grace, its items go back alone. Worker 2 takes "spin" on its own and
+    // hangs in turn, so only "spin" fails; worker 3 serves "c".
+    let mut kills = Vec::new();
+    let mut last = None;
+    let expected = [(1, vec!["a", "spin,c"]), (2, vec!["spin"]), (3, vec!["c"])];
+    for (number, frames_expected) in expected {
+        let pid = 4300 + number as u32;
+        let (worker, kill) =
+            spawn_recording_worker(socket.clone(), number, pid, frames.clone(), None);
+        for frame in frames_expected {
+            let got = received.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!((got.0, got.1.join(",")), (number, frame.to_owned()));
+        }
+        kills.push(kill);
+        last = Some(worker);
+    }
+    let answers: Vec<_> = clients.into_iter().map(|client| client.join().unwrap()).collect();
+    assert_eq!(answers[0], (200, "a".to_owned()));
+    assert_eq!(answers[1].0, 500, "{:?}", answers[1]);
+    assert!(answers[1].1.ends_with("was stuck past its timeout"), "{:?}", answers[1]);
+    assert_eq!(answers[2], (200, "c".to_owned()));
+    let mut stuck: Vec<u32> = engine.stuck_workers().iter().map(|report| report.pid).collect();
+    stuck.sort_unstable();
+    assert_eq!(stuck, [4301, 4302]);
+    drop(kills); // the supervisor's SIGKILL: the stuck workers close their sockets
+    assert!(engine.shutdown(Duration::from_secs(1)));
+    last.unwrap().join().unwrap();
 }
