@@ -43,6 +43,20 @@ def version() -> str:
 def dumps_indent2(value: object) -> bytes | None:
     """``json.dumps(value, indent=2).encode()`` for plain values, else None (run ``json``)."""
 
+@final
+class ForwardWatch:
+    """A process's forward timeout: a thread alarms the process (SIGALRM) past a deadline."""
+
+    def __init__(self) -> None: ...
+    def start(self, timeout_s: float) -> None:
+        """A call starts (or sends a stream event): its time is up ``timeout_s`` from now."""
+
+    def stop(self) -> None:
+        """The call ended: no alarm for it."""
+
+    def expired(self) -> bool:
+        """Whether a call runs past its deadline (an alarm otherwise is stale)."""
+
 # The wire formats' numbers, from their one definition (engine/src/protocol.rs, refs.rs,
 # config.rs, shm::Reference).
 KIND_HELLO: int

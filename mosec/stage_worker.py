@@ -14,10 +14,9 @@ other object (an array, a tensor) is an example, and is never asked for its trut
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
-from mosec.errors import MosecTimeoutError
+from mosec import forward_timeout
 from mosec.worker import Worker
 
 #: Values whose truth is plain Python truth; anything else given as an example is an example.
@@ -98,7 +97,7 @@ def warm_up(worker: Worker) -> list[Any]:
 
 def install_timeout() -> None:
     """Make ``SIGALRM`` interrupt a ``forward`` past its timeout (main thread only)."""
-    signal.signal(signal.SIGALRM, _on_alarm)
+    forward_timeout.install()
 
 
 def call_forward(worker: Worker, data: Any, timeout_s: float) -> Any:
@@ -111,20 +110,8 @@ def call_forward(worker: Worker, data: Any, timeout_s: float) -> Any:
     arrays = worker.__dict__.get("_mosec_arena_arrays")
     if arrays is not None:
         with arrays:
-            return _timed_forward(worker, data, timeout_s)
-    return _timed_forward(worker, data, timeout_s)
-
-
-def _timed_forward(worker: Worker, data: Any, timeout_s: float) -> Any:
-    if timeout_s <= 0:
-        return worker.forward(data)
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
-    try:
-        return worker.forward(data)
-    finally:
-        # Cancelled in ``finally`` so that no alarm outlives its forward; one that fires
-        # right here still lands in the caller's ``except`` as a timeout.
-        signal.setitimer(signal.ITIMER_REAL, 0)
+            return forward_timeout.call(worker.forward, data, timeout_s)
+    return forward_timeout.call(worker.forward, data, timeout_s)
 
 
 def _given(value: Any) -> bool:
@@ -133,7 +120,3 @@ def _given(value: Any) -> bool:
     if isinstance(value, _PLAIN):
         return bool(value)
     return True
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise MosecTimeoutError("forward exceeded its timeout")

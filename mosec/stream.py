@@ -16,10 +16,10 @@ Timeout rule: a streaming ``forward`` may run for as long as it keeps sending, s
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 from typing import Union
 
+from mosec import forward_timeout
 from mosec.errors import StreamCancelled
 from mosec.protocol import STATUS_OK, WorkerLink
 
@@ -94,4 +94,4 @@ class EventChannel(EventSink):
         self._link.send_event([(task_id, STATUS_OK, payload, 0)])
         self.sent += 1
         if self._timeout_s > 0:
-            signal.setitimer(signal.ITIMER_REAL, self._timeout_s)
+            forward_timeout.restart(self._timeout_s)

@@ -3,6 +3,7 @@
 mod arena;
 mod engine;
 mod errors;
+mod forward_watch;
 mod json_text;
 
 use pyo3::prelude::*;
@@ -24,6 +25,7 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<engine::PyEngine>()?;
     module.add_class::<arena::PyArenaClient>()?;
     module.add_class::<shm::ArenaBuffer>()?;
+    module.add_class::<forward_watch::ForwardWatch>()?;
     module.add_function(wrap_pyfunction!(default_config, module)?)?;
     module.add_function(wrap_pyfunction!(version, module)?)?;
     module.add_function(wrap_pyfunction!(arena::set_numpy_handler, module)?)?;
