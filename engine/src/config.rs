@@ -38,7 +38,7 @@ pub struct Config {
     pub log_json: bool,
     /// Unix socket the worker processes connect to.
     pub socket_path: String,
-    /// Threads of the engine's tokio runtime; 0 picks min(cores, 4).
+    /// Threads of the engine's tokio runtime; 0 picks a quarter of the cores, 1 to 4.
     pub engine_threads: usize,
     /// Accept gzip/zstd request bodies and compress responses by `accept-encoding`.
     pub compression: bool,

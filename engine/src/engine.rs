@@ -86,7 +86,7 @@ impl Engine {
         }
         logging::init(&self.config.log_level, self.config.log_json);
         let threads = match self.config.engine_threads {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+            0 => default_threads(std::thread::available_parallelism().map_or(1, |n| n.get())),
             n => n,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -384,5 +384,25 @@ impl Drop for Engine {
             running.shared.shutdown.send_replace(true);
             running.runtime.shutdown_background();
         }
+    }
+}
+
+/// The engine's threads when the config leaves them to it: a quarter of the cores, 1 to 4.
+///
+/// The workers do the real work and share the cores with the engine; the engine's threads
+/// mostly wait for them, and every extra one costs wake-ups between threads. On 2 cores, one
+/// thread against two (alternating 4 s runs): echo at 8 connections 7.4k against 5.0k req/s
+/// (medians), 66 against 90 µs of engine CPU per request; the 3-stage pipeline at 8 connections
+/// 4.5k against 3.3k, at 64 level. From 8 cores on a second thread parses HTTP beside the first.
+fn default_threads(cores: usize) -> usize {
+    (cores / 4).clamp(1, 4)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_engine_takes_a_quarter_of_the_cores_from_one_to_four_threads() {
+        let threads: Vec<usize> = [1, 2, 4, 7, 8, 16, 64].map(super::default_threads).to_vec();
+        assert_eq!(threads, [1, 1, 1, 1, 2, 4, 4]);
     }
 }
