@@ -27,6 +27,7 @@ __all__ = [
     "ArenaBuffer",
     "ArenaClient",
     "Engine",
+    "ForwardWatch",
     "default_config",
     "dumps_indent2",
     "numpy_failed_frees",
